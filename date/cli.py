@@ -1,0 +1,194 @@
+"""The generation command shared by generate_date_clip.py and generate_date_ir.py: flags, validation, the batch loop."""
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from typing import Callable, List, Optional
+
+import torch
+from tqdm import tqdm
+
+from . import distributed, outputs
+from .errors import UserInputError
+from .loading import loading, model_path
+from .prompts import read_captions, write_captions
+from .sampling import generate, update_steps
+from .schedulers import SCHEDULERS, make_scheduler
+from .scorer import Scorer
+
+STABLE_DIFFUSION = {"1.4": "CompVis/stable-diffusion-v1-4", "1.5": "stable-diffusion-v1-5/stable-diffusion-v1-5"}
+ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets")
+TOY_MODELS = {"model": os.path.join(ASSETS, "toy", "sd"), "clip": os.path.join(ASSETS, "toy", "clip")}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line (no usage dump) with exit code 2."""
+
+    def error(self, message: str) -> None:
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+@dataclass
+class ScorerSpec:
+    """What differs between DATE(h=CLIP) and DATE(h=ImageReward): the folder prefix and how h is loaded."""
+
+    prefix: str
+    model: str
+    half: bool
+    load: Callable[[str, torch.dtype], Scorer]
+
+
+def generation_parser(description: str) -> Parser:
+    """Flags common to every DATE generation script; defaults are the paper's command."""
+    p = Parser(description=description)
+    p.add_argument("--steps", type=int, default=50, help="number of sampling steps")
+    p.add_argument("--scheduler", default="DDIM", choices=sorted(SCHEDULERS), help="sampler")
+    p.add_argument("--save_path", default="gen_images", help="parent folder of the output folder")
+    p.add_argument("--bs", type=int, default=4, help="images per batch (per process)")
+    p.add_argument("--w", type=float, default=8.0, help="classifier-free guidance scale")
+    p.add_argument("--skip_freq", type=int, default=10, help="update the embedding every skip_freq steps")
+    p.add_argument("--num_upt_prompt", type=int, default=1, help="gradient steps per update")
+    p.add_argument("--lr_upt_prompt", type=float, default=0.5, help="update size rho (norm of each step)")
+    p.add_argument("--name", default=None, help="suffix of the output folder name")
+    p.add_argument("--generate_seed", type=int, default=6, help="seed; image k's noise depends on (seed, k) only")
+    p.add_argument("--max_cnt", type=int, default=5000, help="number of captions to use")
+    p.add_argument("--text_path", default="subset.csv", help="CSV file with a 'caption' column")
+    p.add_argument("--num_skip", type=int, default=0, help="do not generate the first num_skip images")
+    p.add_argument("--fp16", action="store_true", help="UNet, VAE and text encoder in half precision")
+    p.add_argument("--ver_sd", default="1.5", choices=sorted(STABLE_DIFFUSION), help="Stable Diffusion version")
+    p.add_argument("--model", default=None, help="pipeline hub id or local dir ('toy': the bundled toy model); overrides --ver_sd")
+    p.add_argument("--skip_itrs", default="", help="update exactly at these steps, e.g. 0-10-20")
+    p.add_argument("--skip_intervals", default="", help="update at steps a..b-1, e.g. 10-40")
+    p.add_argument("--weight_prior", type=float, default=0.0, help="weight of the L2 prior to the original embedding")
+    p.add_argument("--init_org", action="store_true", help="each update starts from the original embedding")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cuda or cpu")
+    p.add_argument("--baseline", action="store_true", help="fixed embeddings (no update, no scorer)")
+    return p
+
+
+def _int_list(text: str, flag: str) -> List[int]:
+    try:
+        values = [int(v) for v in text.split("-")]
+    except ValueError:
+        raise UserInputError(f"{flag} must be integers joined by '-', got {text!r}") from None
+    if any(v < 0 for v in values):
+        raise UserInputError(f"{flag} must not contain negative steps, got {text!r}")
+    return values
+
+
+def _update_itrs(args) -> Optional[List[int]]:
+    if args.skip_itrs and args.skip_intervals:
+        raise UserInputError("give --skip_itrs or --skip_intervals, not both")
+    if args.skip_itrs:
+        return _int_list(args.skip_itrs, "--skip_itrs")
+    if args.skip_intervals:
+        bounds = _int_list(args.skip_intervals, "--skip_intervals")
+        if len(bounds) != 2 or bounds[0] >= bounds[1]:
+            raise UserInputError(f"--skip_intervals must be 'a-b' with a < b, got {args.skip_intervals!r}")
+        return list(range(*bounds))
+    return None
+
+
+def _validate(args) -> None:
+    for flag in ("steps", "bs", "skip_freq"):
+        if getattr(args, flag) <= 0:
+            raise UserInputError(f"--{flag} must be positive, got {getattr(args, flag)}")
+    for flag in ("max_cnt", "num_skip", "num_upt_prompt", "generate_seed"):
+        if getattr(args, flag) < 0:
+            raise UserInputError(f"--{flag} must not be negative, got {getattr(args, flag)}")
+    if args.lr_upt_prompt < 0 or args.weight_prior < 0:
+        raise UserInputError("--lr_upt_prompt and --weight_prior must not be negative")
+
+
+def resolve_model(name: Optional[str], default: str, toy_key: str) -> str:
+    """A hub id or local dir; 'toy' means the bundled toy model."""
+    return TOY_MODELS[toy_key] if name == "toy" else (name or default)
+
+
+def load_pipeline(name: str, scheduler: str, half: bool, device: torch.device):
+    from diffusers import StableDiffusionPipeline
+
+    path = model_path(name)
+    with loading("Stable Diffusion pipeline", name):
+        pipe = StableDiffusionPipeline.from_pretrained(path, dtype=torch.float16 if half else torch.float32,
+                                                       safety_checker=None, requires_safety_checker=False)
+    pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+def image_generator(seed: int, index: int) -> torch.Generator:
+    """Noise of image `index` depends only on (seed, index): identical files whatever the batch size or process count."""
+    return torch.Generator(device="cpu").manual_seed((seed << 32) + index)
+
+
+def _warn_long_captions(tokenizer, captions: List[str]) -> None:
+    for index, caption in enumerate(captions):
+        if len(tokenizer(caption).input_ids) > tokenizer.model_max_length:
+            print(f"warning: caption {index} is longer than {tokenizer.model_max_length} tokens and is truncated",
+                  file=sys.stderr)
+
+
+def run(args, spec: ScorerSpec) -> str:
+    """Generate (or resume generating) the images of one output folder; return its path."""
+    _validate(args)
+    itrs = _update_itrs(args)
+    steps = sorted(update_steps(args.steps, args.skip_freq, itrs))
+    captions = read_captions(args.text_path, args.max_cnt)
+    device = distributed.init(args.device)
+    model = resolve_model(args.model, STABLE_DIFFUSION[args.ver_sd], "model")
+    pipe = load_pipeline(model, args.scheduler, args.fp16, device)
+    scorer = None
+    if not args.baseline:
+        scorer = spec.load(spec.model, torch.float16 if spec.half else torch.float32).to(device)
+
+    prefix = "FIXED" if args.baseline else spec.prefix
+    folder = os.path.join(args.save_path, outputs.folder_name(prefix, args.scheduler, args.steps, args.w,
+                                                              args.generate_seed, args.name))
+    update = None if args.baseline else {"update_steps": steps, "num_upt_prompt": args.num_upt_prompt,
+                                         "lr_upt_prompt": args.lr_upt_prompt, "weight_prior": args.weight_prior,
+                                         "init_org": args.init_org}
+    config = {
+        "settings": {"mode": prefix, "model": model, "scorer_model": None if args.baseline else spec.model,
+                     "steps": args.steps, "scheduler": args.scheduler, "w": args.w, "generate_seed": args.generate_seed,
+                     "fp16": args.fp16, "fp16_scorer": None if args.baseline else spec.half, "update": update},
+        "args": vars(args),
+        "versions": _versions(),
+        "device": str(device),
+        "world_size": distributed.world_size(),
+    }
+    outputs.check_resumable(folder, config, captions)
+    if distributed.rank() == 0:
+        _warn_long_captions(pipe.tokenizer, captions)
+        os.makedirs(folder, exist_ok=True)
+        outputs.write_config(folder, config)
+        write_captions(os.path.join(folder, "subset.csv"), captions)
+        print(f"saving images to {folder}", file=sys.stderr)
+    distributed.barrier()
+
+    mine = list(range(args.num_skip, len(captions)))[distributed.rank()::distributed.world_size()]
+    todo = outputs.pending(folder, mine)
+    with tqdm(total=len(todo), unit="img", disable=distributed.rank() != 0, desc=prefix) as bar:
+        for start in range(0, len(todo), args.bs):
+            batch = todo[start : start + args.bs]
+            images = generate(
+                pipe, [captions[i] for i in batch], scorer, num_inference_steps=args.steps, guidance_scale=args.w,
+                skip_itrs=steps, num_upt_prompt=args.num_upt_prompt, lr_upt_prompt=args.lr_upt_prompt,
+                weight_prior=args.weight_prior, init_org=args.init_org,
+                generator=[image_generator(args.generate_seed, i) for i in batch],
+            ).images
+            for index, image in zip(batch, images):
+                outputs.save_image(image, outputs.image_path(folder, index))
+            bar.update(len(batch))
+    distributed.barrier()
+    distributed.shutdown()
+    return folder
+
+
+def _versions() -> dict:
+    import diffusers
+    import transformers
+
+    return {"torch": torch.__version__, "diffusers": diffusers.__version__, "transformers": transformers.__version__,
+            "python": sys.version.split()[0]}

@@ -1,0 +1,67 @@
+"""Output folders: their names, their config record, and images written so that a killed run never leaves a bad file."""
+import json
+import os
+from typing import Dict, Iterable, List
+
+from PIL import Image
+
+from .errors import UserInputError
+from .prompts import read_captions
+
+# Settings that change the images: a folder made with other values cannot be resumed.
+
+
+def folder_name(prefix: str, scheduler: str, steps: int, w: float, seed: int, name: str | None) -> str:
+    """The official naming scheme, e.g. DATE_CLIP_scheduler_DDIM_steps_50_w_8.0_seed_6_name_TEST."""
+    folder = f"{prefix}_scheduler_{scheduler}_steps_{steps}_w_{w}_seed_{seed}"
+    return folder + (f"_name_{name}" if name else "")
+
+
+def atomic_write(path: str, write) -> None:
+    """Call write(tmp_path), then rename onto `path`: readers see the old file or the whole new one."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save_image(image: Image.Image, path: str) -> None:
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
+
+
+def image_path(folder: str, index: int) -> str:
+    return os.path.join(folder, f"{index}.png")
+
+
+def pending(folder: str, indices: Iterable[int]) -> list[int]:
+    """Indices whose image is not written yet (resuming skips the rest)."""
+    return [i for i in indices if not os.path.exists(image_path(folder, i))]
+
+
+def check_resumable(folder: str, config: Dict, captions: List[str]) -> None:
+    """Refuse to mix images made with different settings or captions in one folder."""
+    path = os.path.join(folder, "config.json")
+    if not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        previous = json.load(f).get("settings", {})
+    changed = [k for k in previous if previous[k] != config["settings"].get(k)]
+    if changed:
+        diffs = ", ".join(f"{k}: {previous[k]!r} -> {config['settings'].get(k)!r}" for k in changed)
+        raise UserInputError(f"{folder} holds images made with other settings ({diffs}); use another --name or --save_path")
+    old_captions = read_captions(os.path.join(folder, "subset.csv"))
+    common = min(len(old_captions), len(captions))
+    if old_captions[:common] != captions[:common]:
+        raise UserInputError(f"{folder} holds images of other captions; use another --name or --save_path")
+
+
+def write_config(folder: str, config: Dict) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(config, f, indent=2, sort_keys=True)
+            f.write("\n")
+
+    atomic_write(os.path.join(folder, "config.json"), write)

@@ -1,0 +1,56 @@
+"""Samplers by the paper's names, and x̂0 computed from the scheduler's noise schedule.
+
+x̂0 is computed here rather than read from `scheduler.step`, because stepping a stateful scheduler (Euler, DPM-Solver)
+twice per timestep would advance it.
+"""
+import torch
+from diffusers import (
+    DDIMScheduler,
+    DDPMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerAncestralDiscreteScheduler,
+    EulerDiscreteScheduler,
+)
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
+SCHEDULERS = {
+    "DDIM": DDIMScheduler,  # η = 0, the paper's sampler
+    "DDPM": DDPMScheduler,
+    "ODE": EulerDiscreteScheduler,
+    "DPM": DPMSolverMultistepScheduler,  # DPM-Solver++ (2M)
+    "SDE": EulerAncestralDiscreteScheduler,
+}
+
+
+def make_scheduler(name: str, config) -> SchedulerMixin:
+    """The paper's sampler `name`, configured from a pipeline's scheduler config."""
+    scheduler = SCHEDULERS[name].from_config(config)
+    if name == "ODE":
+        scheduler.register_to_config(use_karras_sigmas=False)
+    return scheduler
+
+
+def alpha_bar(scheduler: SchedulerMixin, step_index: int, timestep: torch.Tensor) -> torch.Tensor:
+    """ᾱ of the current step: from `sigmas` for σ-parameterized schedulers (σ² = (1-ᾱ)/ᾱ), else `alphas_cumprod[t]`."""
+    sigmas = getattr(scheduler, "sigmas", None)
+    if sigmas is not None:
+        sigma = sigmas[step_index]
+        return 1.0 / (sigma**2 + 1.0)
+    return scheduler.alphas_cumprod[int(timestep)]
+
+
+def predicted_original_sample(
+    scheduler: SchedulerMixin, model_output: torch.Tensor, model_input: torch.Tensor, step_index: int, timestep: torch.Tensor
+) -> torch.Tensor:
+    """x̂0 from the (guided) model output and the variance-preserving model input x_t."""
+    a = alpha_bar(scheduler, step_index, timestep).to(device=model_input.device)
+    prediction_type = scheduler.config.prediction_type
+    if prediction_type == "epsilon":
+        x0 = (model_input - (1 - a) ** 0.5 * model_output) / a**0.5
+    elif prediction_type == "v_prediction":
+        x0 = a**0.5 * model_input - (1 - a) ** 0.5 * model_output
+    elif prediction_type == "sample":
+        x0 = model_output
+    else:
+        raise ValueError(f"unsupported prediction_type: {prediction_type}")
+    return x0.to(model_output.dtype)

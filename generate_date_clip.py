@@ -1,0 +1,21 @@
+"""Generate images with DATE, h = CLIP similarity (the paper's DATE(h=CLIP))."""
+import torch
+
+from date.cli import ScorerSpec, generation_parser, resolve_model, run
+from date.clip_scorer import CLIPScorer
+from date.errors import exit_on_user_error
+
+
+@exit_on_user_error
+def main() -> None:
+    parser = generation_parser(__doc__)
+    parser.add_argument("--clip_type", default="clip-vit-large-patch14", help="OpenAI CLIP variant used as h")
+    parser.add_argument("--clip_model", default=None, help="CLIP hub id or local dir ('toy'); overrides --clip_type")
+    parser.add_argument("--fp16_clip", action="store_true", help="run the CLIP scorer in half precision")
+    args = parser.parse_args()
+    model = resolve_model(args.clip_model, f"openai/{args.clip_type}", "clip")
+    run(args, ScorerSpec("DATE_CLIP", model, args.fp16_clip, CLIPScorer.from_pretrained))
+
+
+if __name__ == "__main__":
+    main()
