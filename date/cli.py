@@ -136,12 +136,16 @@ def run(args, spec: ScorerSpec) -> str:
     itrs = _update_itrs(args)
     steps = sorted(update_steps(args.steps, args.skip_freq, itrs))
     captions = read_captions(args.text_path, args.max_cnt)
-    device = distributed.init(args.device)
     model = resolve_model(args.model, STABLE_DIFFUSION[args.ver_sd], "model")
+    model_path(model)
+    if not args.baseline:
+        model_path(spec.model)
+    _quiet_loading()
+    device = distributed.init(args.device)
     pipe = load_pipeline(model, args.scheduler, args.fp16, device)
     scorer = None
     if not args.baseline:
-        scorer = spec.load(spec.model, torch.float16 if spec.half else torch.float32).to(device)
+        scorer = spec.load(spec.model, torch_dtype=torch.float16 if spec.half else torch.float32).to(device)
 
     prefix = "FIXED" if args.baseline else spec.prefix
     folder = os.path.join(args.save_path, outputs.folder_name(prefix, args.scheduler, args.steps, args.w,
@@ -184,6 +188,15 @@ def run(args, spec: ScorerSpec) -> str:
     distributed.barrier()
     distributed.shutdown()
     return folder
+
+
+def _quiet_loading() -> None:
+    """One progress bar (ours) rather than one per loaded component."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
 
 
 def _versions() -> dict:

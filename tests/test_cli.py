@@ -1,0 +1,154 @@
+"""The generation command end to end, in process (fast) and under torchrun (many processes)."""
+import csv
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import generate_date_clip
+from date.cli import image_generator
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LONG = "a very long caption " + " ".join(f"word{i}" for i in range(100))
+CAPTIONS = ["a red circle", "two dogs playing in the snow", LONG, "a yellow triangle above a blue square"]
+
+
+def write_csv(path, rows, column="caption"):
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", column])
+        writer.writerows([i, r] for i, r in enumerate(rows))
+    return str(path)
+
+
+@pytest.fixture
+def captions_csv(tmp_path):
+    return write_csv(tmp_path / "captions.csv", CAPTIONS)
+
+
+def base_args(tiny_dirs, captions_csv, save_path, *extra):
+    return ["--model", tiny_dirs["sd"], "--clip_model", tiny_dirs["clip"], "--text_path", captions_csv,
+            "--save_path", str(save_path), "--steps", "3", "--skip_freq", "1", "--bs", "2", "--device", "cpu", *extra]
+
+
+def run_cli(monkeypatch, argv):
+    monkeypatch.setattr(sys, "argv", ["generate_date_clip.py", *argv])
+    generate_date_clip.main()
+
+
+def pixels(path):
+    return np.asarray(Image.open(path))
+
+
+def out_dir(save_path, prefix="DATE_CLIP", name="t"):
+    return os.path.join(save_path, f"{prefix}_scheduler_DDIM_steps_3_w_8.0_seed_6_name_{name}")
+
+
+def test_generates_images_config_and_captions(tiny_dirs, captions_csv, tmp_path, monkeypatch, capsys):
+    run_cli(monkeypatch, base_args(tiny_dirs, captions_csv, tmp_path / "out", "--name", "t"))
+    folder = out_dir(tmp_path / "out")
+    assert sorted(os.listdir(folder)) == ["0.png", "1.png", "2.png", "3.png", "config.json", "subset.csv"]
+    assert pixels(os.path.join(folder, "0.png")).shape == (16, 16, 3)
+    with open(os.path.join(folder, "subset.csv"), newline="") as f:
+        assert [row["caption"] for row in csv.DictReader(f)] == CAPTIONS
+    import json
+
+    config = json.load(open(os.path.join(folder, "config.json")))
+    assert config["settings"]["update"]["update_steps"] == [0, 1, 2]
+    assert config["args"]["lr_upt_prompt"] == 0.5 and config["device"] == "cpu" and "torch" in config["versions"]
+    assert "caption 2 is longer than 77 tokens" in capsys.readouterr().err
+
+
+def test_resume_skips_finished_images_and_redoes_missing_ones(tiny_dirs, captions_csv, tmp_path, monkeypatch):
+    argv = base_args(tiny_dirs, captions_csv, tmp_path, "--name", "t")
+    run_cli(monkeypatch, argv)
+    folder = out_dir(tmp_path)
+    first = {f: os.stat(os.path.join(folder, f)).st_mtime_ns for f in ["0.png", "2.png", "3.png"]}
+    original = pixels(os.path.join(folder, "1.png"))
+    os.remove(os.path.join(folder, "1.png"))
+    run_cli(monkeypatch, argv)
+    assert {f: os.stat(os.path.join(folder, f)).st_mtime_ns for f in first} == first
+    assert np.array_equal(pixels(os.path.join(folder, "1.png")), original)
+    # another update size in the same folder would mix two methods: refused
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(monkeypatch, argv + ["--lr_upt_prompt", "0.2"])
+    assert exit_info.value.code == 2
+
+
+def test_images_do_not_depend_on_batch_size(tiny_dirs, captions_csv, tmp_path, monkeypatch):
+    run_cli(monkeypatch, base_args(tiny_dirs, captions_csv, tmp_path, "--name", "a", "--bs", "1"))
+    run_cli(monkeypatch, base_args(tiny_dirs, captions_csv, tmp_path, "--name", "b", "--bs", "3"))
+    for k in range(4):
+        assert np.array_equal(pixels(os.path.join(out_dir(tmp_path, name="a"), f"{k}.png")),
+                              pixels(os.path.join(out_dir(tmp_path, name="b"), f"{k}.png")))
+
+
+def test_baseline_is_the_stock_pipeline_and_needs_no_scorer(tiny_dirs, captions_csv, tmp_path, monkeypatch):
+    argv = base_args(tiny_dirs, captions_csv, tmp_path, "--name", "t", "--baseline", "--max_cnt", "2", "--num_skip", "1")
+    argv[argv.index("--clip_model") + 1] = str(tmp_path / "no_such_clip")
+    run_cli(monkeypatch, argv)
+    folder = out_dir(tmp_path, prefix="FIXED")
+    assert sorted(f for f in os.listdir(folder) if f.endswith(".png")) == ["1.png"]
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_dirs["sd"])
+    stock = pipe([CAPTIONS[1]], num_inference_steps=3, guidance_scale=8.0, generator=[image_generator(6, 1)]).images[0]
+    assert np.array_equal(pixels(os.path.join(folder, "1.png")), np.asarray(stock))
+
+
+def test_date_changes_images(tiny_dirs, captions_csv, tmp_path, monkeypatch):
+    run_cli(monkeypatch, base_args(tiny_dirs, captions_csv, tmp_path, "--name", "t", "--max_cnt", "1"))
+    run_cli(monkeypatch, base_args(tiny_dirs, captions_csv, tmp_path, "--name", "t", "--max_cnt", "1", "--baseline"))
+    date_image = pixels(os.path.join(out_dir(tmp_path), "0.png")).astype(int)
+    fixed_image = pixels(os.path.join(out_dir(tmp_path, prefix="FIXED"), "0.png")).astype(int)
+    assert np.abs(date_image - fixed_image).max() > 0
+
+
+BAD_INPUTS = {
+    "missing caption file": (["--text_path", "/nonexistent/captions.csv"], "caption file not found"),
+    "unknown scheduler": (["--scheduler", "HEUN"], "invalid choice"),
+    "malformed skip_itrs": (["--skip_itrs", "0-x-20"], "--skip_itrs"),
+    "bad interval": (["--skip_intervals", "40-10"], "--skip_intervals"),
+    "negative batch size": (["--bs", "-1"], "--bs"),
+    "negative count": (["--max_cnt", "-5"], "--max_cnt"),
+    "zero steps": (["--steps", "0"], "--steps"),
+    "missing model dir": (["--model", "/nonexistent/sd"], "model directory not found"),
+    "missing scorer dir": (["--clip_model", "./no/such/clip"], "model directory not found"),
+    "model dir without a pipeline": (["--model", ROOT], "cannot load"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_gives_one_error_line_and_writes_nothing(case, tiny_dirs, captions_csv, tmp_path, monkeypatch, capsys):
+    extra, message = BAD_INPUTS[case]
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(monkeypatch, base_args(tiny_dirs, captions_csv, tmp_path / "out") + extra)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2
+    assert len(err) == 1 and err[0].startswith("error:") and message in err[0], err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("rows, column, message", [(CAPTIONS, "text", "no 'caption' column"), (["ok", "  "], "caption", "empty")])
+def test_bad_caption_file(rows, column, message, tiny_dirs, tmp_path, monkeypatch, capsys):
+    path = write_csv(tmp_path / "bad.csv", rows, column)
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(monkeypatch, base_args(tiny_dirs, path, tmp_path / "out"))
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_torchrun_shards_prompts_with_identical_images(tiny_dirs, captions_csv, tmp_path, monkeypatch):
+    run_cli(monkeypatch, base_args(tiny_dirs, captions_csv, tmp_path, "--name", "one"))
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+           os.path.join(ROOT, "generate_date_clip.py"), *base_args(tiny_dirs, captions_csv, tmp_path, "--name", "two")]
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for k in range(4):
+        assert np.array_equal(pixels(os.path.join(out_dir(tmp_path, name="one"), f"{k}.png")),
+                              pixels(os.path.join(out_dir(tmp_path, name="two"), f"{k}.png")))
