@@ -99,6 +99,8 @@ def _validate(args) -> None:
             raise UserInputError(f"--{flag} must not be negative, got {getattr(args, flag)}")
     if args.lr_upt_prompt < 0 or args.weight_prior < 0:
         raise UserInputError("--lr_upt_prompt and --weight_prior must not be negative")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserInputError("--device cuda asked for, but no CUDA GPU is available (use --device cpu)")
 
 
 def resolve_model(name: Optional[str], default: str, toy_key: str) -> str:

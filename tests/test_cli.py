@@ -119,12 +119,15 @@ BAD_INPUTS = {
     "missing model dir": (["--model", "/nonexistent/sd"], "model directory not found"),
     "missing scorer dir": (["--clip_model", "./no/such/clip"], "model directory not found"),
     "model dir without a pipeline": (["--model", ROOT], "cannot load"),
+    "no gpu": (["--device", "cuda"], "no CUDA GPU"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
 def test_bad_input_gives_one_error_line_and_writes_nothing(case, tiny_dirs, captions_csv, tmp_path, monkeypatch, capsys):
     extra, message = BAD_INPUTS[case]
+    if case == "no gpu" and torch.cuda.is_available():
+        pytest.skip("a GPU is present")
     with pytest.raises(SystemExit) as exit_info:
         run_cli(monkeypatch, base_args(tiny_dirs, captions_csv, tmp_path / "out") + extra)
     err = capsys.readouterr().err.strip().splitlines()

@@ -1,0 +1,20 @@
+"""Generate images with DATE, h = ImageReward (the paper's DATE(h=ImageReward))."""
+import functools
+
+from date.cli import ScorerSpec, generation_parser, run
+from date.errors import exit_on_user_error
+from date.image_reward import ImageRewardScorer
+
+
+@exit_on_user_error
+def main() -> None:
+    parser = generation_parser(__doc__)
+    parser.add_argument("--ir_model", default="THUDM/ImageReward", help="hub id or local dir with ImageReward.pt and med_config.json")
+    parser.add_argument("--ir_tokenizer", default="bert-base-uncased", help="hub id or local dir of the BERT tokenizer")
+    args = parser.parse_args()
+    load = functools.partial(ImageRewardScorer.from_pretrained, tokenizer=args.ir_tokenizer)
+    run(args, ScorerSpec("DATE_IR", args.ir_model, args.fp16, load))  # the official DATE-IR halves the reward model with --fp16
+
+
+if __name__ == "__main__":
+    main()
