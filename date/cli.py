@@ -64,6 +64,8 @@ def generation_parser(description: str) -> Parser:
     p.add_argument("--init_org", action="store_true", help="each update starts from the original embedding")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cuda or cpu")
     p.add_argument("--baseline", action="store_true", help="fixed embeddings (no update, no scorer)")
+    p.add_argument("--update_bs", type=int, default=None, help="back-propagate this many images at a time (less memory, same images)")
+    p.add_argument("--grad_ckpt", action="store_true", help="gradient checkpointing in UNet and VAE during updates (less memory, same images)")
     return p
 
 
@@ -91,8 +93,8 @@ def _update_itrs(args) -> Optional[List[int]]:
 
 
 def _validate(args) -> None:
-    for flag in ("steps", "bs", "skip_freq"):
-        if getattr(args, flag) <= 0:
+    for flag in ("steps", "bs", "skip_freq", "update_bs"):
+        if getattr(args, flag) is not None and getattr(args, flag) <= 0:
             raise UserInputError(f"--{flag} must be positive, got {getattr(args, flag)}")
     for flag in ("max_cnt", "num_skip", "num_upt_prompt", "generate_seed"):
         if getattr(args, flag) < 0:
@@ -181,8 +183,8 @@ def run(args, spec: ScorerSpec) -> str:
             images = generate(
                 pipe, [captions[i] for i in batch], scorer, num_inference_steps=args.steps, guidance_scale=args.w,
                 skip_itrs=steps, num_upt_prompt=args.num_upt_prompt, lr_upt_prompt=args.lr_upt_prompt,
-                weight_prior=args.weight_prior, init_org=args.init_org,
-                generator=[image_generator(args.generate_seed, i) for i in batch],
+                weight_prior=args.weight_prior, init_org=args.init_org, update_batch_size=args.update_bs,
+                gradient_checkpointing=args.grad_ckpt, generator=[image_generator(args.generate_seed, i) for i in batch],
             ).images
             for index, image in zip(batch, images):
                 outputs.save_image(image, outputs.image_path(folder, index))

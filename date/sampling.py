@@ -39,16 +39,18 @@ class EmbeddingUpdate:
     lr_upt_prompt: float
     weight_prior: float
     init_org: bool
+    batch_size: Optional[int] = None
 
-    def objective(self, latents: torch.Tensor, step_index: int) -> Callable[[torch.Tensor], torch.Tensor]:
-        """The per-sample loss −h(decode(x̂0(c))) + prior(c) at x_t = latents, as a function of c."""
+    def objective(self, latents: torch.Tensor, step_index: int, part: slice = slice(None)) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The per-sample loss −h(decode(x̂0(c))) + prior(c) at x_t = latents, as a function of c, for samples `part`."""
         pipe, scheduler = self.pipe, self.pipe.scheduler
         t = scheduler.timesteps[step_index]
-        model_input = scheduler.scale_model_input(latents, t)
+        model_input = scheduler.scale_model_input(latents[part], t)
+        prompts, embeds_org = self.prompts[part], self.cond_embeds_org[part]
         noise_uncond = None
         if self.guided:
             with torch.no_grad():
-                noise_uncond = pipe.unet(model_input, t, encoder_hidden_states=self.uncond_embeds, return_dict=False)[0]
+                noise_uncond = pipe.unet(model_input, t, encoder_hidden_states=self.uncond_embeds[part], return_dict=False)[0]
 
         def loss(embeds: torch.Tensor) -> torch.Tensor:
             noise = pipe.unet(model_input, t, encoder_hidden_states=embeds, return_dict=False)[0]
@@ -56,16 +58,22 @@ class EmbeddingUpdate:
                 noise = noise_uncond + self.guidance_scale * (noise - noise_uncond)
             x0 = predicted_original_sample(scheduler, noise, model_input, step_index, t)
             image = pipe.vae.decode(x0 / pipe.vae.config.scaling_factor, return_dict=False)[0] / 2 + 0.5
-            value = -self.scorer.score(image, self.prompts)
+            value = -self.scorer.score(image, prompts)
             if self.weight_prior != 0:
-                value = value + self.weight_prior * ((embeds - self.cond_embeds_org) ** 2).mean(dim=(1, 2))
+                value = value + self.weight_prior * ((embeds - embeds_org) ** 2).mean(dim=(1, 2))
             return value
 
         return loss
 
     def __call__(self, cond_embeds: torch.Tensor, latents: torch.Tensor, step_index: int) -> torch.Tensor:
-        return update_embeddings(cond_embeds, self.cond_embeds_org, self.objective(latents, step_index),
-                                 self.num_upt_prompt, self.lr_upt_prompt, self.init_org)
+        """Update c at x_t; samples are independent, so `batch_size` of them at a time bounds memory, not the result."""
+        size = self.batch_size or len(self.prompts)
+        parts = [slice(start, start + size) for start in range(0, len(self.prompts), size)]
+        return torch.cat([
+            update_embeddings(cond_embeds[part], self.cond_embeds_org[part], self.objective(latents, step_index, part),
+                              self.num_upt_prompt, self.lr_upt_prompt, self.init_org)
+            for part in parts
+        ])
 
 
 def generate(
@@ -85,12 +93,19 @@ def generate(
     output_type: str = "pil",
     height: Optional[int] = None,
     width: Optional[int] = None,
+    update_batch_size: Optional[int] = None,
+    gradient_checkpointing: bool = False,
 ):
     """Sample with DATE: like `pipe(prompts, ...)`, with the text embedding updated to raise `scorer` at the update steps.
 
     With no update step (`skip_itrs=[]`), ρ = 0 or no scorer, this is exactly the pipeline's fixed-embedding sampling.
     Returns the pipeline's own output object (`.images`: PIL list, numpy array or latents, per `output_type`).
+    Memory: `update_batch_size` back-propagates that many samples at a time (the result does not change), and
+    `gradient_checkpointing` turns on the UNet's and VAE's checkpointing (it acts only under gradient, so only in updates).
     """
+    if gradient_checkpointing:
+        pipe.unet.enable_gradient_checkpointing()
+        pipe.vae.enable_gradient_checkpointing()
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     device = pipe._execution_device
     guided = guidance_scale > 1 and pipe.unet.config.time_cond_proj_dim is None
@@ -106,7 +121,7 @@ def generate(
     callback = None
     if steps and lr_upt_prompt != 0 and num_upt_prompt > 0 and scorer is not None:
         update = EmbeddingUpdate(pipe, scorer, prompts, uncond_embeds, cond_embeds.detach().clone(), guidance_scale, guided,
-                         num_upt_prompt, lr_upt_prompt, weight_prior, init_org)
+                                 num_upt_prompt, lr_upt_prompt, weight_prior, init_org, update_batch_size)
         pipe.scheduler.set_timesteps(num_inference_steps, device=device)
         if len(pipe.scheduler.timesteps) != num_inference_steps:
             raise ValueError(f"{type(pipe.scheduler).__name__} takes several model evaluations per step; DATE needs one")

@@ -85,6 +85,15 @@ def test_matches_independent_reference_loop(tiny_dirs, scorer, scheduler, predic
     assert torch.allclose(ours, reference, atol=2e-4, rtol=1e-4), (ours - reference).abs().max()
 
 
+def test_memory_savers_do_not_change_the_result(tiny_dirs, scorer):
+    kwargs = dict(num_inference_steps=4, skip_freq=2, latents=noise(), output_type="latent")
+    plain = date.generate(make_pipe(tiny_dirs), PROMPTS, scorer, **kwargs).images
+    frugal = date.generate(make_pipe(tiny_dirs), PROMPTS, scorer, update_batch_size=1, gradient_checkpointing=True,
+                           **kwargs).images
+    assert (plain - date.generate(make_pipe(tiny_dirs), PROMPTS, None, **kwargs).images).abs().max() > 1e-3
+    assert torch.allclose(plain, frugal, atol=1e-4, rtol=1e-5), (plain - frugal).abs().max()  # float noise only
+
+
 def _update_at(tiny_dirs, scorer, lr, **kwargs):
     pipe = make_pipe(tiny_dirs)
     pipe.scheduler.set_timesteps(10)
