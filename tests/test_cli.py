@@ -155,3 +155,22 @@ def test_torchrun_shards_prompts_with_identical_images(tiny_dirs, captions_csv, 
     for k in range(4):
         assert np.array_equal(pixels(os.path.join(out_dir(tmp_path, name="one"), f"{k}.png")),
                               pixels(os.path.join(out_dir(tmp_path, name="two"), f"{k}.png")))
+
+
+def test_date_ir_end_to_end(tiny_dirs, captions_csv, tmp_path, monkeypatch):
+    """generate_date_ir.py on a small ImageReward checkpoint in the official file layout."""
+    import generate_date_ir
+    from tests.image_reward_recipe import save_bert_tokenizer, save_checkpoint_dir
+
+    ir_dir, tokenizer_dir = save_checkpoint_dir(str(tmp_path / "ir")), save_bert_tokenizer(str(tmp_path / "bert"))
+    argv = base_args(tiny_dirs, captions_csv, tmp_path / "out", "--name", "t", "--max_cnt", "2")
+    argv = argv[:2] + argv[4:]  # no --clip_model for this script
+    monkeypatch.setattr(sys, "argv", ["generate_date_ir.py", *argv, "--ir_model", ir_dir, "--ir_tokenizer", tokenizer_dir])
+    generate_date_ir.main()
+    folder = out_dir(tmp_path / "out", prefix="DATE_IR")
+    assert sorted(f for f in os.listdir(folder) if f.endswith(".png")) == ["0.png", "1.png"]
+    fixed = pixels(os.path.join(folder, "0.png"))
+    argv_baseline = [*argv, "--baseline"]
+    monkeypatch.setattr(sys, "argv", ["generate_date_ir.py", *argv_baseline])
+    generate_date_ir.main()
+    assert np.abs(pixels(os.path.join(out_dir(tmp_path / "out", prefix="FIXED"), "0.png")).astype(int) - fixed).max() > 0
