@@ -1,7 +1,17 @@
-"""DATE: Diffusion Adaptive Text Embedding (NeurIPS 2025) on top of diffusers pipelines."""
-from .clip_scorer import CLIPScorer
-from .image_reward import ImageRewardScorer
-from .sampling import generate, update_steps
-from .scorer import Scorer
+"""DATE: Diffusion Adaptive Text Embedding (NeurIPS 2025) on top of diffusers pipelines.
 
-__all__ = ["CLIPScorer", "ImageRewardScorer", "Scorer", "generate", "update_steps"]
+The public names load on first use, so that scripts needing only a helper (errors, captions) start without importing
+diffusers and transformers.
+"""
+import importlib
+
+_PUBLIC = {"CLIPScorer": "clip_scorer", "ImageRewardScorer": "image_reward", "Scorer": "scorer",
+           "generate": "sampling", "update_steps": "sampling"}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
+    raise AttributeError(f"module 'date' has no attribute {name!r}")

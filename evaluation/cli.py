@@ -1,0 +1,57 @@
+"""Command-line plumbing shared by the evaluation scripts: one-line argument errors, devices, loader workers."""
+import argparse
+import os
+import sys
+
+import torch
+
+from date.errors import UserInputError
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a bad flag is reported like every other user mistake: one `error:` line and exit status 2."""
+
+    def error(self, message: str):
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def pick_device(name: str | None) -> torch.device:
+    """The requested device, or the GPU when there is one and the CPU otherwise."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise UserInputError(f"invalid --device {name!r}: {e}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserInputError(f"--device {name} requested but no CUDA GPU is available")
+    return device
+
+
+def default_num_workers() -> int:
+    """Image decoding workers: pytorch-fid's choice, one per available CPU up to 8."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return min(cpus, 8)
+
+
+def add_loader_args(parser: argparse.ArgumentParser, default_bs: int) -> None:
+    """`--bs`, `--device`, `--num_workers`: how every evaluation script runs its network over the images."""
+    parser.add_argument("--bs", type=positive_int, default=default_bs, help="images per forward pass")
+    parser.add_argument("--device", default=None, help="e.g. cuda, cuda:1, cpu (default: cuda when available)")
+    parser.add_argument("--num_workers", type=int, default=None,
+                        help="image decoding processes (default: number of CPUs, at most 8; 0 decodes in-process)")
+
+
+def num_workers(args: argparse.Namespace) -> int:
+    return default_num_workers() if args.num_workers is None else max(0, args.num_workers)
