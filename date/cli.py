@@ -17,7 +17,8 @@ from .schedulers import SCHEDULERS, make_scheduler
 from .scorer import Scorer
 
 STABLE_DIFFUSION = {"1.4": "CompVis/stable-diffusion-v1-4", "1.5": "stable-diffusion-v1-5/stable-diffusion-v1-5"}
-ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ASSETS = os.path.join(ROOT, "assets")
 TOY_MODELS = {"model": os.path.join(ASSETS, "toy", "sd"), "clip": os.path.join(ASSETS, "toy", "clip")}
 
 
@@ -53,7 +54,8 @@ def generation_parser(description: str) -> Parser:
     p.add_argument("--name", default=None, help="suffix of the output folder name")
     p.add_argument("--generate_seed", type=int, default=6, help="seed; image k's noise depends on (seed, k) only")
     p.add_argument("--max_cnt", type=int, default=5000, help="number of captions to use")
-    p.add_argument("--text_path", default="subset.csv", help="CSV file with a 'caption' column")
+    p.add_argument("--text_path", default=os.path.join(ROOT, "subset.csv"),
+                   help="CSV file with a 'caption' column (default: the bundled 5,000 COCO captions)")
     p.add_argument("--num_skip", type=int, default=0, help="do not generate the first num_skip images")
     p.add_argument("--fp16", action="store_true", help="UNet, VAE and text encoder in half precision")
     p.add_argument("--ver_sd", default="1.5", choices=sorted(STABLE_DIFFUSION), help="Stable Diffusion version")
