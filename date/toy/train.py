@@ -1,0 +1,285 @@
+"""Reproduce every toy model from scratch on CPU: `python -m date.toy.train [--out assets/toy] [--quick]`.
+
+Stages: render the training pairs; the VAE; the text encoder and UNet together on cached latents (10% of captions
+dropped so that classifier-free guidance works); the CLIP scorer h, contrastively with one-edit hard negatives; the
+toy-FID feature network. Every stage is seeded, so a run on the same library versions reproduces the weights.
+"""
+import argparse
+import copy
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Dict, List, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ..clip_tokenizer import save_clip_tokenizer
+from ..errors import UserInputError, exit_on_user_error
+from ..prompts import write_captions
+from ..preprocess import to_clip_input
+from . import models
+from .data import Pairs, hard_negative, make_pairs, to_unit, truth_matrix
+from .fid import FeatureNet, attribute_targets
+from .world import benchmark_captions
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much of everything a run trains on; the defaults make the bundled weights."""
+
+    pairs: int = 40_000
+    vae_steps: int = 1_000
+    vae_batch: int = 32
+    unet_steps: int = 3_000
+    unet_batch: int = 128
+    clip_steps: int = 1_000
+    clip_batch: int = 128
+    fid_steps: int = 400
+    fid_batch: int = 128
+    lr: float = 1e-3
+
+
+QUICK = Budget(pairs=64, vae_steps=2, vae_batch=8, unet_steps=2, unet_batch=8, clip_steps=2, clip_batch=8, fid_steps=2, fid_batch=8)
+CAPTION_DROPOUT = 0.1
+SEED = 0
+
+
+class Ema:
+    """Exponential moving average of a module's weights, warmed up so that early steps are not frozen in."""
+
+    def __init__(self, module: torch.nn.Module, decay: float = 0.999) -> None:
+        self.module = copy.deepcopy(module).eval().requires_grad_(False)
+        self.decay = decay
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, module: torch.nn.Module) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for ema, live in zip(self.module.parameters(), module.parameters()):
+            ema.lerp_(live, 1 - decay)
+
+
+def optimize(
+    name: str, module: torch.nn.Module, steps: int, lr: float, loss_fn: Callable[[int], torch.Tensor], ema: Ema | None = None
+) -> Dict[str, float]:
+    """AdamW with linear warm-up and cosine decay; a progress bar with the running loss."""
+    optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=lr, weight_decay=0.01)
+    warmup = max(1, min(100, steps // 10))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, 0.1 + 0.45 * (1 + math.cos(math.pi * s / steps)))
+    )
+    running, start = None, time.time()
+    bar = tqdm(range(steps), desc=name, mininterval=5, file=sys.stdout)
+    for step in bar:
+        loss = loss_fn(step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        if ema is not None:
+            ema.update(module)
+        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        bar.set_postfix(loss=f"{running:.4f}")
+        if (step + 1) % max(1, steps // 10) == 0:
+            tqdm.write(f"{name} step {step + 1}/{steps} loss {running:.4f}")
+    return {"steps": steps, "final_loss": running, "seconds": round(time.time() - start, 1)}
+
+
+def batches(count: int, size: int, seed: int) -> Callable[[], torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return lambda: torch.randint(count, (size,), generator=generator)
+
+
+def train_vae(pairs: Pairs, budget: Budget) -> tuple[models.AutoencoderKL, Dict[str, float]]:
+    """Reconstruction (L1, object pixels weighted 5× since black fills most of every image) with SD's tiny KL weight;
+    then set scaling_factor so that latents have unit variance."""
+    torch.manual_seed(SEED)
+    vae = models.new_vae()
+    draw = batches(len(pairs), budget.vae_batch, SEED)
+
+    def loss_fn(step: int) -> torch.Tensor:
+        x = to_unit(pairs.images[draw()]) * 2 - 1
+        posterior = vae.encode(x).latent_dist
+        error = (vae.decode(posterior.sample()).sample - x).abs()
+        weight = 1 + 4 * (x.amax(1, keepdim=True) > -0.9).float()
+        return (error * weight).mean() / weight.mean() + 1e-6 * posterior.kl().mean()
+
+    log = optimize("vae", vae, budget.vae_steps, budget.lr, loss_fn)
+    vae.eval().requires_grad_(False)
+    with torch.no_grad():
+        sample = vae.encode(to_unit(pairs.images[:2048]) * 2 - 1).latent_dist.sample()
+    vae.register_to_config(scaling_factor=float(1 / sample.std()))
+    log["scaling_factor"] = vae.config.scaling_factor
+    return vae, log
+
+
+@torch.no_grad()
+def encode_all(vae: models.AutoencoderKL, images: torch.Tensor, batch: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior mean and std of every training image, so the generator stage never runs the encoder again."""
+    means, stds = [], []
+    for i in tqdm(range(0, len(images), batch), desc="encoding", mininterval=5, file=sys.stdout):
+        posterior = vae.encode(to_unit(images[i : i + batch]) * 2 - 1).latent_dist
+        means.append(posterior.mean)
+        stds.append(posterior.std)
+    return torch.cat(means), torch.cat(stds)
+
+
+def train_generator(
+    pairs: Pairs, vae: models.AutoencoderKL, tokenizer, budget: Budget
+) -> tuple[models.UNet2DConditionModel, models.CLIPTextModel, Dict[str, float]]:
+    """Epsilon-prediction on SD 1.5's noise schedule, text encoder trained jointly, EMA weights kept."""
+    torch.manual_seed(SEED + 1)
+    means, stds = encode_all(vae, pairs.images)
+    scale = vae.config.scaling_factor
+    net = torch.nn.ModuleDict({"unet": models.new_unet(), "text_encoder": models.new_text_encoder()})
+    ema = Ema(net)
+    alphas = models.new_scheduler().alphas_cumprod
+    draw = batches(len(pairs), budget.unet_batch, SEED + 1)
+    generator = torch.Generator().manual_seed(SEED + 1)
+
+    def loss_fn(step: int) -> torch.Tensor:
+        index = draw()
+        dropped = torch.rand(len(index), generator=generator) < CAPTION_DROPOUT
+        texts = ["" if d else t for d, t in zip(dropped, pairs.texts(index))]
+        latents = (means[index] + stds[index] * torch.randn(means[index].shape, generator=generator)) * scale
+        noise = torch.randn(latents.shape, generator=generator)
+        t = torch.randint(len(alphas), (len(index),), generator=generator)
+        a = alphas[t].view(-1, 1, 1, 1)
+        noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
+        context = net["text_encoder"](models.tokenize(tokenizer, texts))[0]
+        return F.mse_loss(net["unet"](noisy, t, context).sample, noise)
+
+    log = optimize("unet+text", net, budget.unet_steps, budget.lr, loss_fn, ema)
+    return ema.module["unet"], ema.module["text_encoder"], log
+
+
+def _clip_features(clip: models.CLIPModel, pixels: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    image = clip.visual_projection(clip.vision_model(pixel_values=pixels).pooler_output)
+    text = clip.text_projection(clip.text_model(input_ids=ids).pooler_output)
+    return F.normalize(image, dim=-1), F.normalize(text, dim=-1)
+
+
+def train_clip(pairs: Pairs, tokenizer, budget: Budget) -> tuple[models.CLIPModel, Dict[str, float]]:
+    """Symmetric InfoNCE where captions true of several images in the batch are not counted as negatives, plus one
+    hard negative caption per image (one color, shape, position or order edited) among the text candidates."""
+    torch.manual_seed(SEED + 2)
+    clip = models.new_clip()
+    draw = batches(len(pairs), budget.clip_batch, SEED + 2)
+    rng = np.random.default_rng(SEED + 2)
+
+    def loss_fn(step: int) -> torch.Tensor:
+        index = draw().tolist()
+        captions = [pairs.captions[i] for i in index]
+        objects = [pairs.objects[i] for i in index]
+        candidates = captions + [hard_negative(c, o, rng) for c, o in zip(captions, objects)]
+        truth = truth_matrix(candidates, objects)
+        pixels = to_clip_input(to_unit(pairs.images[index]))
+        image, text = _clip_features(clip, pixels, models.tokenize(tokenizer, [c.text for c in candidates], pad_to_max=False))
+        logits = clip.logit_scale.exp() * image @ text.T
+        own = torch.eye(len(index), 2 * len(index), dtype=torch.bool)
+        image_to_text = logits.masked_fill(truth & ~own, -torch.inf)
+        text_to_image = logits[:, : len(index)].T.masked_fill((truth[:, : len(index)] & ~own[:, : len(index)]).T, -torch.inf)
+        target = torch.arange(len(index))
+        return (F.cross_entropy(image_to_text, target) + F.cross_entropy(text_to_image, target)) / 2
+
+    log = optimize("clip", clip, budget.clip_steps, budget.lr, loss_fn)
+    return clip.eval(), log
+
+
+def train_feature_net(pairs: Pairs, budget: Budget) -> tuple[FeatureNet, Dict[str, float]]:
+    torch.manual_seed(SEED + 3)
+    net = FeatureNet()
+    targets = attribute_targets(pairs.objects)
+    draw = batches(len(pairs), budget.fid_batch, SEED + 3)
+
+    def loss_fn(step: int) -> torch.Tensor:
+        index = draw()
+        return F.binary_cross_entropy_with_logits(net(to_unit(pairs.images[index])), targets[index])
+
+    log = optimize("fid_net", net, budget.fid_steps, budget.lr, loss_fn)
+    return net.eval(), log
+
+
+def weight_bytes(path: str) -> int:
+    return sum(
+        os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files if f.endswith(".safetensors")
+    )
+
+
+STAGES = ("vae", "generator", "clip", "fid_net")
+
+
+def train_all(out: str, budget: Budget, stages: Sequence[str] = STAGES) -> Dict[str, object]:
+    """Train `stages` and write `out/sd`, `out/clip`, `out/fid_net`, `out/training.json` and the benchmark's default
+    prompt file `out/prompts.csv`. A generator trained without the vae stage uses the VAE already in `out/sd`: every
+    stage is seeded on its own, so this gives the same weights as a full run."""
+    if "vae" in stages and "generator" not in stages:
+        raise UserInputError("a new VAE needs a new generator: add the generator stage")
+    vae_dir = os.path.join(out, "sd", "vae")
+    if "generator" in stages and "vae" not in stages and not os.path.isdir(vae_dir):
+        raise UserInputError(f"no VAE in {vae_dir}: add the vae stage")
+    start = time.time()
+    os.makedirs(out, exist_ok=True)
+    write_captions(os.path.join(out, "prompts.csv"), benchmark_captions())
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = save_clip_tokenizer(tmp)
+    pairs = make_pairs(budget.pairs, seed=SEED)
+    log_path = os.path.join(out, "training.json")
+    log: Dict[str, object] = {}
+    if os.path.exists(log_path) and set(stages) != set(STAGES):
+        with open(log_path) as f:
+            log = json.load(f)
+    log.update({"budget": asdict(budget), "threads": torch.get_num_threads()})
+    if "generator" in stages:
+        if "vae" in stages:
+            vae, log["vae"] = train_vae(pairs, budget)
+        else:
+            vae = models.AutoencoderKL.from_pretrained(vae_dir).eval().requires_grad_(False)
+        unet, text_encoder, log["generator"] = train_generator(pairs, vae, tokenizer, budget)
+        models.assemble_pipeline(vae, unet, text_encoder, tokenizer).save_pretrained(os.path.join(out, "sd"))
+    if "clip" in stages:
+        clip, log["clip"] = train_clip(pairs, tokenizer, budget)
+        clip.save_pretrained(os.path.join(out, "clip"))
+        tokenizer.save_pretrained(os.path.join(out, "clip"))
+    if "fid_net" in stages:
+        feature_net, log["fid_net"] = train_feature_net(pairs, budget)
+        feature_net.save_pretrained(os.path.join(out, "fid_net"))
+    log["last_run_seconds"] = round(time.time() - start, 1)
+    log["weight_bytes"] = weight_bytes(out)
+    with open(log_path, "w") as f:
+        json.dump(log, f, indent=2)
+    return log
+
+
+@exit_on_user_error
+def main(argv: List[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="assets/toy", help="folder for sd/, clip/, fid_net/ (default: assets/toy)")
+    parser.add_argument("--quick", action="store_true", help="a few steps of every stage: a smoke test, not usable weights")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (default: 2)")
+    parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)} (default: all)")
+    args = parser.parse_args(argv)
+    if args.threads < 1:
+        raise UserInputError("--threads must be at least 1")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UserInputError(f"--out is a file: {args.out}")
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    unknown = sorted(set(stages) - set(STAGES))
+    if unknown or not stages:
+        raise UserInputError(f"--stages takes a comma-separated subset of {','.join(STAGES)}, got {args.stages!r}")
+    torch.set_num_threads(args.threads)
+    log = train_all(args.out, QUICK if args.quick else Budget(), stages)
+    print(f"done in {log['last_run_seconds'] / 60:.1f} min; weights {log['weight_bytes'] / 1e6:.1f} MB in {args.out}")
+
+
+if __name__ == "__main__":
+    main()
