@@ -51,11 +51,11 @@ def check_resumable(folder: str, config: Dict, captions: List[str]) -> None:
     changed = [k for k in previous if previous[k] != config["settings"].get(k)]
     if changed:
         diffs = ", ".join(f"{k}: {previous[k]!r} -> {config['settings'].get(k)!r}" for k in changed)
-        raise UserInputError(f"{folder} holds images made with other settings ({diffs}); use another --name or --save_path")
+        raise UserInputError(f"{folder} holds images made with other settings ({diffs}); use another output folder")
     old_captions = read_captions(os.path.join(folder, "subset.csv"))
     common = min(len(old_captions), len(captions))
     if old_captions[:common] != captions[:common]:
-        raise UserInputError(f"{folder} holds images of other captions; use another --name or --save_path")
+        raise UserInputError(f"{folder} holds images of other captions; use another output folder")
 
 
 def write_config(folder: str, config: Dict) -> None:

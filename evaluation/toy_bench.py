@@ -6,7 +6,8 @@ Both methods start from the same initial noise for each (prompt, seed) and use t
 ascends h = the toy CLIP. Each image is judged by `date.toy.check` (never used for guidance). Writes
 `<out>/results.json` and `<out>/results.md`: exact accuracy with a 95% bootstrap interval over prompts, accuracy per
 part and per caption template, the mean toy-CLIP score, toy FID against freshly rendered world images, and a paired
-comparison on the same (prompt, seed) (exact McNemar test). Images go to `<out>/<method>/seed_<k>/<index>.png`.
+comparison on the same (prompt, seed) (exact McNemar test). Images go to `<out>/<method>/seed_<k>/<index>.png`; a
+rerun with the same settings reuses the images already there (resume), other settings are refused.
 """
 import os
 import sys
@@ -27,8 +28,8 @@ from tqdm import tqdm
 import date
 from date.errors import UserInputError, exit_on_user_error
 from date.loading import loading, model_path
-from date.outputs import atomic_write, save_image
-from date.prompts import read_captions
+from date.outputs import atomic_write, check_resumable, image_path, pending, save_image, write_config
+from date.prompts import read_captions, write_captions
 from date.toy import SIZE, Verdict, check, parse
 from date.toy.fid import FeatureNet, embed_images, frechet_distance
 from date.toy.world import render, sample_pair
@@ -40,6 +41,7 @@ ASSETS = os.path.join(REPO, "assets", "toy")
 METHODS = ("fixed", "date_clip")
 PARTS = ("count", "colors", "shapes", "binding", "positions", "no_extra")
 REFERENCE_SEED = 12345
+IMAGE_SETTINGS = ("steps", "w", "skip_freq", "lr_upt_prompt", "num_upt_prompt", "model", "clip_model")
 
 
 @dataclass
@@ -58,30 +60,32 @@ def initial_latents(pipe, prompt_count: int, seed: int) -> torch.Tensor:
 
 
 def generate_all(pipe, scorer, prompts: Sequence[str], seeds: int, method: str, args, out: str) -> List[Image.Image]:
+    """Images in (seed, prompt) order; those already in `out` are read back, so a killed run resumes where it stopped."""
     update = {"skip_itrs": []} if method == "fixed" else {"skip_freq": args.skip_freq}
-    images = []
     bar = tqdm(total=seeds * len(prompts), desc=method, file=sys.stdout, mininterval=5)
     for seed in range(seeds):
         folder = os.path.join(out, method, f"seed_{seed}")
         os.makedirs(folder, exist_ok=True)
         latents = initial_latents(pipe, len(prompts), seed)
-        for start in range(0, len(prompts), args.batch_size):
-            batch = list(prompts[start : start + args.batch_size])
-            result = date.generate(pipe, batch, scorer, num_inference_steps=args.steps, guidance_scale=args.w,
-                                   lr_upt_prompt=args.lr_upt_prompt, num_upt_prompt=args.num_upt_prompt,
-                                   latents=latents[start : start + len(batch)], **update)
-            for offset, image in enumerate(result.images):
-                save_image(image, os.path.join(folder, f"{start + offset}.png"))
-            images += result.images
+        todo = pending(folder, range(len(prompts)))
+        bar.update(len(prompts) - len(todo))
+        for start in range(0, len(todo), args.batch_size):
+            batch = todo[start : start + args.batch_size]
+            result = date.generate(pipe, [prompts[i] for i in batch], scorer, num_inference_steps=args.steps,
+                                   guidance_scale=args.w, lr_upt_prompt=args.lr_upt_prompt,
+                                   num_upt_prompt=args.num_upt_prompt, latents=latents[batch].to(pipe.device), **update)
+            for index, image in zip(batch, result.images):
+                save_image(image, image_path(folder, index))
             bar.update(len(batch))
     bar.close()
-    return images
+    return [Image.open(image_path(os.path.join(out, method, f"seed_{seed}"), i)).convert("RGB")
+            for seed in range(seeds) for i in range(len(prompts))]
 
 
 @torch.no_grad()
 def clip_scores(scorer, images: Sequence[Image.Image], prompts: Sequence[str]) -> np.ndarray:
     pixels = torch.from_numpy(np.stack([np.asarray(im) for im in images])).permute(0, 3, 1, 2).float() / 255
-    return np.concatenate([scorer.score(pixels[i : i + 256], prompts[i : i + 256]).numpy() for i in range(0, len(images), 256)])
+    return np.concatenate([scorer.score(pixels[i : i + 256], prompts[i : i + 256]).cpu().numpy() for i in range(0, len(images), 256)])
 
 
 def part_values(verdicts: Sequence[Verdict], part: str) -> np.ndarray:
@@ -177,16 +181,19 @@ def parse_args(argv: List[str] | None):
     parser.add_argument("--model", default=os.path.join(ASSETS, "sd"), help="toy Stable Diffusion folder")
     parser.add_argument("--clip_model", default=os.path.join(ASSETS, "clip"), help="toy CLIP folder (h)")
     parser.add_argument("--fid_net", default=os.path.join(ASSETS, "fid_net"), help="toy FID feature network folder")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cuda or cpu")
     return parser.parse_args(argv)
 
 
 def load_models(args):
     from diffusers import StableDiffusionPipeline
 
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserInputError("--device cuda asked for, but no CUDA GPU is available (use --device cpu)")
     with loading("toy Stable Diffusion", args.model):
-        pipe = StableDiffusionPipeline.from_pretrained(model_path(args.model))
+        pipe = StableDiffusionPipeline.from_pretrained(model_path(args.model)).to(args.device)
     pipe.set_progress_bar_config(disable=True)
-    scorer = date.CLIPScorer.from_pretrained(args.clip_model)
+    scorer = date.CLIPScorer.from_pretrained(args.clip_model).to(args.device)
     if not os.path.isfile(os.path.join(args.fid_net, "config.json")):
         raise UserInputError(f"toy FID network not found: {args.fid_net}")
     return pipe, scorer, FeatureNet.from_pretrained(args.fid_net)
@@ -202,7 +209,12 @@ def main(argv: List[str] | None = None) -> Dict:
         except ValueError as e:
             raise UserInputError(f"{args.prompts}: caption {index}: {e}") from None
     pipe, scorer, feature_net = load_models(args)
+    # what changes the images: a folder made with other values is refused rather than mixed in (prompts: same prefix)
+    config = {"settings": {k: getattr(args, k) for k in IMAGE_SETTINGS}}
+    check_resumable(args.out, config, prompts)
     os.makedirs(args.out, exist_ok=True)
+    write_config(args.out, config)
+    write_captions(os.path.join(args.out, "subset.csv"), prompts)
     reference = reference_features(feature_net, args.reference_images)
     all_prompts = list(prompts) * args.seeds
     results: Dict = {}
@@ -217,7 +229,7 @@ def main(argv: List[str] | None = None) -> Dict:
     results["paired"] = {"mean_diff": paired.mean_diff, "ci95": [paired.low, paired.high],
                          **mcnemar(outcomes["fixed"], outcomes["date_clip"])}
     results["settings"] = {k: getattr(args, k) for k in ("prompts", "seeds", "steps", "w", "skip_freq", "lr_upt_prompt",
-                                                         "num_upt_prompt", "reference_images", "model", "clip_model")}
+                                                         "num_upt_prompt", "reference_images", "model", "clip_model", "device")}
     command = "python evaluation/toy_bench.py " + " ".join(sys.argv[1:] if argv is None else argv)
 
     def write_json(tmp: str) -> None:

@@ -2,9 +2,12 @@
 import json
 import os
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from date.prompts import write_captions
+from date.toy import SIZE
 from evaluation import toy_bench
 
 PROMPTS = ["a red circle", "a blue square on the left", "a green triangle above a white circle",
@@ -41,6 +44,31 @@ def test_same_noise_same_images_without_updates(tmp_path):
                     "--reference_images", "20"])
     for index in ("0", "1"):
         assert (out / "fixed" / "seed_0" / f"{index}.png").read_bytes() == (out / "date_clip" / "seed_0" / f"{index}.png").read_bytes()
+
+
+def test_a_rerun_resumes_and_other_settings_are_refused(tmp_path, capsys):
+    prompts = str(tmp_path / "prompts.csv")
+    write_captions(prompts, PROMPTS[:2])
+    out = tmp_path / "bench"
+    argv = ["--prompts", prompts, "--out", str(out), "--steps", "3", "--skip_freq", "2", "--reference_images", "20"]
+    first = toy_bench.main(argv)
+    kept, lost = out / "date_clip" / "seed_0" / "0.png", out / "date_clip" / "seed_0" / "1.png"
+    kept_bytes, lost_pixels = kept.read_bytes(), pixels(lost)
+    Image.new("RGB", (SIZE, SIZE)).save(kept)  # a blank image left in place proves that existing images are reused
+    blank = kept.read_bytes()
+    lost.unlink()
+    second = toy_bench.main(argv)
+    assert kept.read_bytes() == blank != kept_bytes
+    # remade alone rather than in a batch of two: equal up to float rounding, which may move an edge pixel
+    assert np.abs(pixels(lost) - lost_pixels).mean() < 0.5
+    assert second["fixed"] == first["fixed"]
+    with pytest.raises(SystemExit):
+        toy_bench.main(argv[:-2] + ["--reference_images", "20", "--w", "3"])
+    assert "other settings (w: 8.0 -> 3.0)" in capsys.readouterr().err
+
+
+def pixels(path) -> np.ndarray:
+    return np.asarray(Image.open(path), dtype=float)
 
 
 @pytest.mark.parametrize("caption, message", [("a red circle and a red circle", "caption 1"), ("a cat", "caption 1")])

@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from date.toy import COLORS, SHAPES, SIZE, TEMPLATES, Caption, Shape, check, find_objects, judge, parse, render, sample_caption, sample_pair
-from date.toy.data import hard_negative
+from date.toy.data import hard_negative, spatial_negative
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +81,18 @@ def test_checker_agrees_with_the_scene_on_false_and_unrelated_captions(rendered)
         true_seen += expected
         false_seen += not expected
     assert true_seen > 20 and false_seen > 1500
+
+
+def test_spatial_negatives_change_only_where_things_are(rendered):
+    rng = np.random.default_rng(8)
+    for caption, shapes, _, _ in rendered[:500]:
+        truth = [s.placed() for s in shapes]
+        negative = spatial_negative(caption, truth, rng)
+        assert not judge(negative, truth).ok, (caption.text, negative.text)
+        if caption.position:
+            assert negative.objects == caption.objects and negative.position not in (None, caption.position)
+        elif caption.relation in ("left_of", "above"):
+            assert negative.objects == caption.objects[::-1] and negative.relation == caption.relation
 
 
 def test_verdict_parts_say_what_failed():

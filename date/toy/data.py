@@ -78,6 +78,18 @@ def hard_negative(caption: Caption, objects: List[Placed], rng: np.random.Genera
             return candidate
 
 
+def spatial_negative(caption: Caption, objects: List[Placed], rng: np.random.Generator) -> Caption:
+    """The caption with its position flipped or its two objects swapped around the relation, when that is false for
+    the scene: the only edits that are about where things are, which a random edit picks too rarely to be learned."""
+    if caption.position:
+        candidate = Caption(caption.objects, position=_OPPOSITE[caption.position])
+    elif caption.relation in ("left_of", "above"):
+        candidate = Caption(caption.objects[::-1], relation=caption.relation)
+    else:
+        return hard_negative(caption, objects, rng)
+    return hard_negative(caption, objects, rng) if judge(candidate, objects).ok else candidate
+
+
 def truth_matrix(captions: List[Caption], objects: List[List[Placed]]) -> torch.Tensor:
     """truth[i, j]: caption j holds for scene i (judged only where the named objects are exactly the scene's)."""
     named = [sorted(c.objects) for c in captions]

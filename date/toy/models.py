@@ -4,6 +4,8 @@ The text towers keep the real CLIP tokenizer's 49,408-token vocabulary (so real 
 hidden size keeps each embedding table at 6 MB. The VAE downsamples 32 px images by 4 to 8×8×8 latents (8 channels
 rather than SD's 4: the tiny VAE then learns all six colors several times faster).
 """
+import math
+
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPTextModel, CLIPTokenizer, CLIPVisionConfig
@@ -45,22 +47,22 @@ def new_vae() -> AutoencoderKL:
 
 
 def new_unet() -> UNet2DConditionModel:
-    """Two levels (8×8, 4×4) with cross-attention. Convolutions and attention without position embeddings barely know
-    where they are, yet "on the left" is about absolute position: a 9×9 input convolution sees a different stretch of
-    zero padding from every latent position, so the first layer can tell positions apart. (Measured: it did not make
-    the bundled model follow position words any better than a 3×3 input convolution did; both stay near chance.)"""
+    """Three levels (8×8, 4×4, 2×2), cross-attention in the upper two and in the 2×2 middle block. Convolutions and
+    attention have no position embeddings, yet "on the left" is about absolute position: zero padding is what tells
+    positions apart, and on the 2×2 level every position is a corner with its own stretch of padding, so the four
+    quadrants are told apart by one convolution. (Measured: the two-level 8×8/4×4 UNet followed position words at
+    chance after the same training.)"""
     return UNet2DConditionModel(
         sample_size=LATENT_SIZE,
         in_channels=LATENT_CHANNELS,
         out_channels=LATENT_CHANNELS,
-        block_out_channels=(32, 64),
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        block_out_channels=(32, 64, 64),
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
         layers_per_block=1,
         cross_attention_dim=TEXT_WIDTH,
         attention_head_dim=4,
         norm_num_groups=16,
-        conv_in_kernel=9,
     )
 
 
@@ -83,6 +85,9 @@ def new_scheduler() -> DDIMScheduler:
 
 
 def new_clip() -> CLIPModel:
+    """A tiny CLIP whose vision position embeddings start as a 2-D sine-cosine grid as large as the patch embeddings.
+    With the usual 0.02-std start they are 1% of a patch embedding and the tower stays blind to where things are
+    (measured: left vs right at chance after 300 supervised steps; with this start, 99% after 150)."""
     vision = CLIPVisionConfig(
         hidden_size=64,
         intermediate_size=256,
@@ -91,7 +96,24 @@ def new_clip() -> CLIPModel:
         image_size=224,
         patch_size=CLIP_PATCH,
     )
-    return CLIPModel(CLIPConfig(text_config=text_config(layers=3).to_dict(), vision_config=vision.to_dict(), projection_dim=32))
+    clip = CLIPModel(CLIPConfig(text_config=text_config(layers=3).to_dict(), vision_config=vision.to_dict(), projection_dim=32))
+    embeddings = clip.vision_model.embeddings
+    with torch.no_grad():
+        embeddings.position_embedding.weight[0] = 0  # the class token
+        embeddings.position_embedding.weight[1:] = grid_position_embedding(224 // CLIP_PATCH, vision.hidden_size, scale=2.0)
+    return clip
+
+
+def grid_position_embedding(side: int, width: int, scale: float) -> torch.Tensor:
+    """(side², width) sines and cosines of x in the first half of the channels and of y in the second, row-major."""
+    frequencies = 10.0 ** (-torch.arange(width // 4) / (width // 4))
+    rows, columns = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
+
+    def encode(coordinate: torch.Tensor) -> torch.Tensor:
+        angle = (coordinate.flatten()[:, None] + 0.5) / side * 4 * math.pi * frequencies
+        return torch.cat([angle.sin(), angle.cos()], dim=1)
+
+    return scale * torch.cat([encode(columns), encode(rows)], dim=1)
 
 
 def assemble_pipeline(

@@ -25,7 +25,7 @@ from ..errors import UserInputError, exit_on_user_error
 from ..prompts import write_captions
 from ..preprocess import to_clip_input
 from . import models
-from .data import Pairs, hard_negative, make_pairs, to_unit, truth_matrix
+from .data import Pairs, hard_negative, make_pairs, spatial_negative, to_unit, truth_matrix
 from .fid import FeatureNet, attribute_targets
 from .world import benchmark_captions
 
@@ -37,7 +37,7 @@ class Budget:
     pairs: int = 40_000
     vae_steps: int = 1_000
     vae_batch: int = 32
-    unet_steps: int = 3_000
+    unet_steps: int = 4_000
     unet_batch: int = 128
     clip_steps: int = 1_000
     clip_batch: int = 128
@@ -48,6 +48,7 @@ class Budget:
 
 QUICK = Budget(pairs=64, vae_steps=2, vae_batch=8, unet_steps=2, unet_batch=8, clip_steps=2, clip_batch=8, fid_steps=2, fid_batch=8)
 CAPTION_DROPOUT = 0.1
+HIGH_NOISE_WEIGHT = 10.0
 SEED = 0
 
 
@@ -88,7 +89,7 @@ def optimize(
         if ema is not None:
             ema.update(module)
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-        bar.set_postfix(loss=f"{running:.4f}")
+        bar.set_postfix(loss=f"{running:.4f}", refresh=False)
         if (step + 1) % max(1, steps // 10) == 0:
             tqdm.write(f"{name} step {step + 1}/{steps} loss {running:.4f}")
     return {"steps": steps, "final_loss": running, "seconds": round(time.time() - start, 1)}
@@ -136,7 +137,11 @@ def encode_all(vae: models.AutoencoderKL, images: torch.Tensor, batch: int = 512
 def train_generator(
     pairs: Pairs, vae: models.AutoencoderKL, tokenizer, budget: Budget
 ) -> tuple[models.UNet2DConditionModel, models.CLIPTextModel, Dict[str, float]]:
-    """Epsilon-prediction on SD 1.5's noise schedule, text encoder trained jointly, EMA weights kept."""
+    """Epsilon-prediction on SD 1.5's noise schedule, text encoder trained jointly, EMA weights kept.
+
+    Each sample's loss is weighted by 1 / alpha_bar_t (at most HIGH_NOISE_WEIGHT; weights normalized per batch). Where
+    an object goes is decided at high noise, where an epsilon error says little about x0 (the x0 error is the epsilon
+    error times sqrt((1 - alpha_bar) / alpha_bar)); without the weight position words were barely learned in budget."""
     torch.manual_seed(SEED + 1)
     means, stds = encode_all(vae, pairs.images)
     scale = vae.config.scaling_factor
@@ -156,7 +161,9 @@ def train_generator(
         a = alphas[t].view(-1, 1, 1, 1)
         noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
         context = net["text_encoder"](models.tokenize(tokenizer, texts))[0]
-        return F.mse_loss(net["unet"](noisy, t, context).sample, noise)
+        weight = (1 / a).clamp(max=HIGH_NOISE_WEIGHT)
+        error = (net["unet"](noisy, t, context).sample - noise).pow(2).mean(dim=(1, 2, 3), keepdim=True)
+        return (error * weight).sum() / weight.sum()
 
     log = optimize("unet+text", net, budget.unet_steps, budget.lr, loss_fn, ema)
     return ema.module["unet"], ema.module["text_encoder"], log
@@ -169,8 +176,9 @@ def _clip_features(clip: models.CLIPModel, pixels: torch.Tensor, ids: torch.Tens
 
 
 def train_clip(pairs: Pairs, tokenizer, budget: Budget) -> tuple[models.CLIPModel, Dict[str, float]]:
-    """Symmetric InfoNCE where captions true of several images in the batch are not counted as negatives, plus one
-    hard negative caption per image (one color, shape, position or order edited) among the text candidates."""
+    """Symmetric InfoNCE where captions true of several images in the batch are not counted as negatives, plus two
+    hard negative captions per image among the text candidates: one random edit (color, shape, position or order) and
+    one spatial edit (position flipped, or the two objects swapped around the relation)."""
     torch.manual_seed(SEED + 2)
     clip = models.new_clip()
     draw = batches(len(pairs), budget.clip_batch, SEED + 2)
@@ -181,11 +189,12 @@ def train_clip(pairs: Pairs, tokenizer, budget: Budget) -> tuple[models.CLIPMode
         captions = [pairs.captions[i] for i in index]
         objects = [pairs.objects[i] for i in index]
         candidates = captions + [hard_negative(c, o, rng) for c, o in zip(captions, objects)]
+        candidates += [spatial_negative(c, o, rng) for c, o in zip(captions, objects)]
         truth = truth_matrix(candidates, objects)
         pixels = to_clip_input(to_unit(pairs.images[index]))
         image, text = _clip_features(clip, pixels, models.tokenize(tokenizer, [c.text for c in candidates], pad_to_max=False))
         logits = clip.logit_scale.exp() * image @ text.T
-        own = torch.eye(len(index), 2 * len(index), dtype=torch.bool)
+        own = torch.eye(len(index), len(candidates), dtype=torch.bool)
         image_to_text = logits.masked_fill(truth & ~own, -torch.inf)
         text_to_image = logits[:, : len(index)].T.masked_fill((truth[:, : len(index)] & ~own[:, : len(index)]).T, -torch.inf)
         target = torch.arange(len(index))
@@ -245,7 +254,8 @@ def train_all(out: str, budget: Budget, stages: Sequence[str] = STAGES) -> Dict[
         else:
             vae = models.AutoencoderKL.from_pretrained(vae_dir).eval().requires_grad_(False)
         unet, text_encoder, log["generator"] = train_generator(pairs, vae, tokenizer, budget)
-        models.assemble_pipeline(vae, unet, text_encoder, tokenizer).save_pretrained(os.path.join(out, "sd"))
+        # the UNet is stored in half precision to keep all weights under 20 MB; diffusers loads it as float32
+        models.assemble_pipeline(vae, unet.half(), text_encoder, tokenizer).save_pretrained(os.path.join(out, "sd"))
     if "clip" in stages:
         clip, log["clip"] = train_clip(pairs, tokenizer, budget)
         clip.save_pretrained(os.path.join(out, "clip"))
