@@ -9,6 +9,7 @@ from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNe
 
 import date
 from date.prompts import read_captions
+from date.schedulers import predicted_original_sample
 from date.toy import SIZE, check, parse, render, sample_pair
 from date.toy.data import hard_negative, spatial_negative
 from date.toy.fid import FeatureNet, embed_images
@@ -29,6 +30,7 @@ def test_training_smoke_run_writes_loadable_models(tmp_path):
     assert pipe.scheduler.config.beta_schedule == "scaled_linear" and pipe.scheduler.config.steps_offset == 1
     assert pipe.safety_checker is None and pipe.tokenizer.vocab_size == 49408
     assert pipe.vae.config.scaling_factor != 0.18215  # measured on the toy latents, not SD's constant
+    assert pipe.scheduler.config.rescale_betas_zero_snr and pipe.scheduler.config.prediction_type == "v_prediction"
     images = pipe(["a red circle", "a blue square above a white circle"], num_inference_steps=2, output_type="np").images
     assert images.shape == (2, SIZE, SIZE, 3)
 
@@ -80,8 +82,8 @@ def test_bundled_weights_fit_the_budget():
     assert 0 < weight_bytes(ASSETS) <= WEIGHT_LIMIT
 
 
-def test_bundled_generator_draws_the_object_one_object_captions_name(bundled_pipe):
-    """Color, shape and count; not position, which the bundled generator still follows at chance (see the README)."""
+def test_bundled_generator_follows_one_object_captions(bundled_pipe):
+    """Color, shape, count and position: the bar is 85% exact accuracy on one-object captions with fixed embeddings."""
     prompts = ["a red circle", "a green square", "a blue triangle", "a yellow circle on the left",
                "a purple square at the top", "a white triangle at the bottom", "a red square on the right", "a green circle"]
     generator = [torch.Generator().manual_seed(i) for i in range(len(prompts))]
@@ -89,7 +91,18 @@ def test_bundled_generator_draws_the_object_one_object_captions_name(bundled_pip
                            generator=generator).images
     assert all(image.size == (SIZE, SIZE) for image in images)
     verdicts = [check(image, prompt) for image, prompt in zip(images, prompts)]
-    assert sum(v.binding and v.extra_objects == 0 for v in verdicts) >= 7
+    assert sum(v.ok for v in verdicts) >= 7
+
+
+def test_sampling_starts_where_no_signal_is_left_and_x0_is_finite_there(bundled_pipe):
+    """Zero terminal SNR: the first step sees pure noise (the reason the generator learns positions from the caption),
+    and DATE's x̂0 there is minus the model's v, not a division by sqrt(ᾱ) = 0."""
+    scheduler = bundled_pipe.scheduler
+    scheduler.set_timesteps(50)
+    first = scheduler.timesteps[0]
+    assert int(first) == 999 and scheduler.alphas_cumprod[999] == 0
+    velocity, noisy = torch.randn(1, 8, 8, 8), torch.randn(1, 8, 8, 8)
+    assert torch.equal(predicted_original_sample(scheduler, velocity, noisy, 0, first), -velocity)
 
 
 def test_bundled_clip_prefers_the_true_caption_to_a_near_miss():

@@ -50,8 +50,7 @@ def new_unet() -> UNet2DConditionModel:
     """Three levels (8×8, 4×4, 2×2), cross-attention in the upper two and in the 2×2 middle block. Convolutions and
     attention have no position embeddings, yet "on the left" is about absolute position: zero padding is what tells
     positions apart, and on the 2×2 level every position is a corner with its own stretch of padding, so the four
-    quadrants are told apart by one convolution. (Measured: the two-level 8×8/4×4 UNet followed position words at
-    chance after the same training.)"""
+    quadrants are told apart by one convolution."""
     return UNet2DConditionModel(
         sample_size=LATENT_SIZE,
         in_channels=LATENT_CHANNELS,
@@ -71,7 +70,12 @@ def new_text_encoder() -> CLIPTextModel:
 
 
 def new_scheduler() -> DDIMScheduler:
-    """DDIM configured as in Stable Diffusion 1.5."""
+    """DDIM with SD 1.5's noise schedule (scaled-linear betas 0.00085 to 0.012, 1,000 steps, no clipping), rescaled to
+    zero terminal SNR with trailing timesteps and v-prediction, the fix of Lin et al. 2024 ("Common Diffusion Noise
+    Schedules and Sample Steps are Flawed"). With SD 1.5's own schedule, ᾱ at t = 999 is still 0.0047: on these tiny
+    latents a training input there still shows where the object is at 1.4 noise standard deviations, so the UNet
+    learned to read the layout from the noise instead of the caption and placed objects at random when sampling from
+    pure noise (measured: position words followed at chance after 4,000 steps)."""
     return DDIMScheduler(
         num_train_timesteps=1000,
         beta_start=0.00085,
@@ -80,7 +84,9 @@ def new_scheduler() -> DDIMScheduler:
         clip_sample=False,
         set_alpha_to_one=False,
         steps_offset=1,
-        prediction_type="epsilon",
+        rescale_betas_zero_snr=True,
+        timestep_spacing="trailing",
+        prediction_type="v_prediction",
     )
 
 

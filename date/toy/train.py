@@ -48,7 +48,8 @@ class Budget:
 
 QUICK = Budget(pairs=64, vae_steps=2, vae_batch=8, unet_steps=2, unet_batch=8, clip_steps=2, clip_batch=8, fid_steps=2, fid_batch=8)
 CAPTION_DROPOUT = 0.1
-HIGH_NOISE_WEIGHT = 10.0
+TOP_NOISE_SHARE = 0.25
+TOP_NOISE_FROM = 900
 SEED = 0
 
 
@@ -137,11 +138,11 @@ def encode_all(vae: models.AutoencoderKL, images: torch.Tensor, batch: int = 512
 def train_generator(
     pairs: Pairs, vae: models.AutoencoderKL, tokenizer, budget: Budget
 ) -> tuple[models.UNet2DConditionModel, models.CLIPTextModel, Dict[str, float]]:
-    """Epsilon-prediction on SD 1.5's noise schedule, text encoder trained jointly, EMA weights kept.
-
-    Each sample's loss is weighted by 1 / alpha_bar_t (at most HIGH_NOISE_WEIGHT; weights normalized per batch). Where
-    an object goes is decided at high noise, where an epsilon error says little about x0 (the x0 error is the epsilon
-    error times sqrt((1 - alpha_bar) / alpha_bar)); without the weight position words were barely learned in budget."""
+    """v-prediction on the zero-terminal-SNR schedule (see `models.new_scheduler`), text encoder trained jointly, EMA
+    weights kept. A quarter of every batch is drawn from t >= 900, where the latent holds (almost) nothing of the
+    image and the caption is the only clue to where objects go: with uniform t alone, position words were still not
+    learned after 600 steps, with this share they were after 300 (error of x̂0 from pure noise with the flipped
+    position caption 1.2x that with the true one)."""
     torch.manual_seed(SEED + 1)
     means, stds = encode_all(vae, pairs.images)
     scale = vae.config.scaling_factor
@@ -158,12 +159,13 @@ def train_generator(
         latents = (means[index] + stds[index] * torch.randn(means[index].shape, generator=generator)) * scale
         noise = torch.randn(latents.shape, generator=generator)
         t = torch.randint(len(alphas), (len(index),), generator=generator)
+        top = torch.rand(len(index), generator=generator) < TOP_NOISE_SHARE
+        t = torch.where(top, torch.randint(TOP_NOISE_FROM, len(alphas), (len(index),), generator=generator), t)
         a = alphas[t].view(-1, 1, 1, 1)
         noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
+        velocity = a.sqrt() * noise - (1 - a).sqrt() * latents
         context = net["text_encoder"](models.tokenize(tokenizer, texts))[0]
-        weight = (1 / a).clamp(max=HIGH_NOISE_WEIGHT)
-        error = (net["unet"](noisy, t, context).sample - noise).pow(2).mean(dim=(1, 2, 3), keepdim=True)
-        return (error * weight).sum() / weight.sum()
+        return (net["unet"](noisy, t, context).sample - velocity).pow(2).mean()
 
     log = optimize("unet+text", net, budget.unet_steps, budget.lr, loss_fn, ema)
     return ema.module["unet"], ema.module["text_encoder"], log
