@@ -1,10 +1,14 @@
-"""Time and peak memory of one batch: fixed embeddings vs DATE, and DATE with its memory savers.
+"""Seconds and peak memory of one batch: fixed embeddings, DATE, DATE --lean and DATE fast, in fp32 and fp16.
 
-Each configuration runs in a fresh process so that peak memory (GPU: max allocated; CPU: max resident set) belongs to it
-alone. Example (the paper's setting, 64 images, A100 in the paper):
-    python benchmarks/speed_memory.py --bs 64 --update_bs 8
-On a CPU, offline:
-    python benchmarks/speed_memory.py --model toy --clip_model toy --bs 8 --device cpu
+    python benchmarks/speed_memory.py --arch sd15 --device cuda --bs 8     # SD 1.5's architecture, random weights
+    python benchmarks/speed_memory.py --arch toy --device cpu --bs 8       # the bundled toy model
+
+Configurations (as the generation commands run them): `fixed` embeddings; `date`, the default (`--update_bs auto`);
+`lean` (`--lean`: checkpointing in UNet and decoder, one image at a time through decoder + scorer); `fast`
+(`--x0_decoder` with a tiny decoder and `--fp16_clip`). The scorer is CLIP (ViT-L/14 for sd15) in fp32, except in fast.
+Each configuration runs in a fresh process after one short warm-up batch, so that its peak is its own: on a GPU the
+most memory allocated by tensors during the timed batch, on a CPU the process's maximum resident set (weights and
+libraries included, so ratios there understate DATE's extra). Prints a markdown table and writes `--json`.
 """
 import argparse
 import json
@@ -15,75 +19,133 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOY = os.path.join(ROOT, "assets", "toy")
+CONFIGS = {"fixed": "fixed embedding", "date": "DATE (update_bs auto)", "lean": "DATE --lean",
+           "fast": "DATE fast (tiny x̂0 decoder, fp16 CLIP)"}
+PROMPT = "a photograph of an astronaut riding a horse"
+
+
+def load(arch: str, device, dtype, scorer_dtype):
+    """(pipeline, CLIP scorer, tiny decoder) on `device`."""
+    import torch
+
+    from date.clip_scorer import CLIPScorer
+
+    if arch == "sd15":
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import sd15
+
+        pipe, (clip, tokenizer), tiny = sd15.build(device, dtype, scorer_dtype)
+        scorer = CLIPScorer(clip, tokenizer)
+    else:
+        from diffusers import AutoencoderTiny, StableDiffusionPipeline
+
+        pipe = StableDiffusionPipeline.from_pretrained(os.path.join(TOY, "sd"), dtype=dtype)
+        scorer = CLIPScorer.from_pretrained(os.path.join(TOY, "clip"), torch_dtype=scorer_dtype)
+        tiny = AutoencoderTiny.from_pretrained(os.path.join(TOY, "taesd"), dtype=dtype)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device), scorer.to(device), tiny.to(device)
 
 
 def measure(args) -> dict:
-    """Generate one batch with the given configuration and return seconds and peak memory."""
+    """Generate one batch in configuration `args.config` and return its seconds and peak memory."""
     sys.path.insert(0, ROOT)
     import torch
-    from diffusers import StableDiffusionPipeline
 
     import date
-    from date.cli import TOY_MODELS, resolve_model
 
     device = torch.device(args.device)
-    dtype = torch.float16 if args.fp16 else torch.float32
-    pipe = StableDiffusionPipeline.from_pretrained(resolve_model(args.model, args.model, "model"), dtype=dtype,
-                                                   safety_checker=None, requires_safety_checker=False).to(device)
-    pipe.set_progress_bar_config(disable=True)
-    scorer = None
-    if args.config != "fixed":
-        scorer = date.CLIPScorer.from_pretrained(resolve_model(args.clip_model, args.clip_model, "clip")).to(device)
-    prompts = ["a photograph of an astronaut riding a horse"] * args.bs
-    frugal = args.config == "date_frugal"
+    dtype = torch.float16 if args.dtype == "fp16" else torch.float32
+    scorer_dtype = torch.float16 if args.config == "fast" else torch.float32
+    pipe, scorer, tiny = load(args.arch, device, dtype, scorer_dtype)
+    settings = {
+        "fixed": dict(scorer=None),
+        "date": dict(scorer=scorer, update_batch_size=args.update_bs),
+        "lean": dict(scorer=scorer, update_batch_size=1, gradient_checkpointing=True),
+        "fast": dict(scorer=scorer, update_batch_size=args.update_bs, x0_decoder=tiny),
+    }[args.config]
+    size = args.height or pipe.unet.config.sample_size * pipe.vae_scale_factor
 
-    def run():
-        return date.generate(pipe, prompts, scorer, num_inference_steps=args.steps, skip_freq=args.skip_freq,
-                             generator=torch.Generator().manual_seed(0), output_type="latent",
-                             update_batch_size=args.update_bs if frugal else None, gradient_checkpointing=frugal)
+    def run(steps: int, skip_freq: int):
+        return date.generate(pipe, [PROMPT] * args.bs, num_inference_steps=steps, skip_freq=skip_freq, guidance_scale=8.0,
+                             generator=torch.Generator().manual_seed(0), output_type="pt", height=size, width=size,
+                             **settings)
 
-    run()  # warm-up: kernels, allocator, caches
+    run(2, 1)  # warm-up: kernels, allocator, caches (both an update and a plain step)
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    run()
+    run(args.steps, args.skip_freq)
     if device.type == "cuda":
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated() / 2**30
+        card = torch.cuda.get_device_name(device)
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    return {"config": args.config, "seconds": time.perf_counter() - start, "peak_gib": peak}
+        card = "CPU"
+    return {"config": args.config, "dtype": args.dtype, "seconds": time.perf_counter() - start, "peak_gib": peak,
+            "device": card}
+
+
+def table(rows: list, memory: str) -> str:
+    lines = [f"| dtype | configuration | seconds | × fixed | peak GiB ({memory}) | × fixed |", "|---|---|---:|---:|---:|---:|"]
+    for row in rows:
+        fixed = next(r for r in rows if r["dtype"] == row["dtype"] and r["config"] == "fixed")
+        if "error" in row or "error" in fixed:
+            lines.append(f"| {row['dtype']} | {CONFIGS[row['config']]} | {row.get('error', 'no fixed row')} | | | |")
+            continue
+        lines.append(f"| {row['dtype']} | {CONFIGS[row['config']]} | {row['seconds']:.2f} | {row['seconds'] / fixed['seconds']:.2f} "
+                     f"| {row['peak_gib']:.2f} | {row['peak_gib'] / fixed['peak_gib']:.2f} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="stable-diffusion-v1-5/stable-diffusion-v1-5")
-    p.add_argument("--clip_model", default="openai/clip-vit-large-patch14")
+    p.add_argument("--arch", choices=["sd15", "toy"], default="sd15", help="SD 1.5 architecture (random weights) or the toy model")
     p.add_argument("--device", default="cuda")
-    p.add_argument("--bs", type=int, default=64)
-    p.add_argument("--update_bs", type=int, default=8)
+    p.add_argument("--bs", type=int, default=8)
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--skip_freq", type=int, default=10)
-    p.add_argument("--fp16", action="store_true")
-    p.add_argument("--config", choices=["fixed", "date", "date_frugal"], help=argparse.SUPPRESS)
+    p.add_argument("--height", type=int, default=None, help="image side (default: the model's, 512 for sd15)")
+    p.add_argument("--update_bs", default="auto", help="micro-batch of date and fast ('auto' or a number)")
+    p.add_argument("--dtypes", default="fp32,fp16", help="comma-separated: fp32, fp16")
+    p.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated subset of {','.join(CONFIGS)} (fixed first)")
+    p.add_argument("--json", default=os.path.join("runs", "speed_memory.json"), help="where to write the results")
+    p.add_argument("--config", choices=sorted(CONFIGS), help=argparse.SUPPRESS)
+    p.add_argument("--dtype", choices=["fp32", "fp16"], help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.update_bs != "auto":
+        args.update_bs = int(args.update_bs)
     if args.config:
         print(json.dumps(measure(args)))
         return
+    configs, dtypes = args.configs.split(","), args.dtypes.split(",")
+    if configs[0] != "fixed" or set(configs) - set(CONFIGS) or set(dtypes) - {"fp32", "fp16"}:
+        sys.exit(f"error: --configs must start with fixed and name only {','.join(CONFIGS)}; --dtypes only fp32, fp16")
     rows = []
-    for config in ["fixed", "date", "date_frugal"]:
-        out = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--config", config], capture_output=True, text=True)
-        if out.returncode != 0:
-            sys.exit(f"error: {config} failed: {out.stderr.strip().splitlines()[-1]}")
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    memory = "GPU max allocated" if args.device.startswith("cuda") else "CPU max resident"
-    print(f"batch {args.bs}, {args.steps} steps, update every {args.skip_freq}, device {args.device}, fp16={args.fp16}")
-    print(f"| configuration | seconds / batch | time vs fixed | peak memory (GiB, {memory}) |")
-    print("|---|---|---|---|")
-    names = {"fixed": "fixed embedding", "date": "DATE", "date_frugal": f"DATE, update_bs={args.update_bs} + checkpointing"}
-    for row in rows:
-        print(f"| {names[row['config']]} | {row['seconds']:.2f} | {row['seconds'] / rows[0]['seconds'] - 1:+.0%} | {row['peak_gib']:.2f} |")
+    for dtype in dtypes:
+        for config in configs:
+            out = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--config", config, "--dtype", dtype],
+                                 capture_output=True, text=True)
+            if out.returncode == 0:
+                rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            else:
+                last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+                rows.append({"config": config, "dtype": dtype, "error": f"failed: {last[:120]}"})
+            done = rows[-1].get("error") or f"{rows[-1]['seconds']:.2f} s, {rows[-1]['peak_gib']:.2f} GiB"
+            print(f"{dtype} {config}: {done}", file=sys.stderr)
+    memory = "max allocated" if args.device.startswith("cuda") else "max resident set"
+    device = next((r["device"] for r in rows if "device" in r), args.device)
+    header = (f"{args.arch}, batch {args.bs}, {args.steps} steps, update every {args.skip_freq}, "
+              f"{args.height or 'default'} px, {device}")
+    print(header)
+    print(table(rows, memory))
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    with open(args.json, "w") as f:
+        json.dump({"setup": header, "args": vars(args), "rows": rows}, f, indent=2)
+    if any("error" in r for r in rows):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

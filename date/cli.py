@@ -11,6 +11,7 @@ from tqdm import tqdm
 from . import distributed, outputs
 from .errors import UserInputError
 from .loading import loading, model_path
+from .memory import MicroBatch
 from .prompts import read_captions, write_captions
 from .sampling import generate, update_steps
 from .schedulers import SCHEDULERS, make_scheduler
@@ -19,7 +20,8 @@ from .scorer import Scorer
 STABLE_DIFFUSION = {"1.4": "CompVis/stable-diffusion-v1-4", "1.5": "stable-diffusion-v1-5/stable-diffusion-v1-5"}
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ASSETS = os.path.join(ROOT, "assets")
-TOY_MODELS = {"model": os.path.join(ASSETS, "toy", "sd"), "clip": os.path.join(ASSETS, "toy", "clip")}
+TOY_MODELS = {"model": os.path.join(ASSETS, "toy", "sd"), "clip": os.path.join(ASSETS, "toy", "clip"),
+              "x0_decoder": os.path.join(ASSETS, "toy", "taesd")}
 
 
 class Parser(argparse.ArgumentParser):
@@ -66,9 +68,26 @@ def generation_parser(description: str) -> Parser:
     p.add_argument("--init_org", action="store_true", help="each update starts from the original embedding")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cuda or cpu")
     p.add_argument("--baseline", action="store_true", help="fixed embeddings (no update, no scorer)")
-    p.add_argument("--update_bs", type=int, default=None, help="back-propagate this many images at a time (less memory, same images)")
-    p.add_argument("--grad_ckpt", action="store_true", help="gradient checkpointing in UNet and VAE during updates (less memory, same images)")
+    p.add_argument("--update_bs", type=_micro_batch, default="auto",
+                   help="images per decoder + scorer backward in an update: 'auto' (fits 2.5x fixed sampling's peak) or a number (same images)")
+    p.add_argument("--grad_ckpt", action="store_true", help="gradient checkpointing in UNet and decoder during updates (less memory, same images)")
+    p.add_argument("--lean", action="store_true", help="least memory: --grad_ckpt and --update_bs 1 (same images, slower)")
+    p.add_argument("--x0_decoder", default=None,
+                   help="decode x0 inside updates with this tiny decoder (AutoencoderTiny hub id or local dir, e.g. "
+                        "madebyollin/taesd; 'toy' for the toy model): fast mode; final images still use the pipeline's VAE")
     return p
+
+
+def _micro_batch(text: str) -> MicroBatch:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or a positive integer, got {text!r}")
+    return value
 
 
 def _int_list(text: str, flag: str) -> List[int]:
@@ -95,19 +114,23 @@ def _update_itrs(args) -> Optional[List[int]]:
 
 
 def _validate(args) -> None:
-    for flag in ("steps", "bs", "skip_freq", "update_bs"):
-        if getattr(args, flag) is not None and getattr(args, flag) <= 0:
+    for flag in ("steps", "bs", "skip_freq"):
+        if getattr(args, flag) <= 0:
             raise UserInputError(f"--{flag} must be positive, got {getattr(args, flag)}")
     for flag in ("max_cnt", "num_skip", "num_upt_prompt", "generate_seed"):
         if getattr(args, flag) < 0:
             raise UserInputError(f"--{flag} must not be negative, got {getattr(args, flag)}")
     if args.lr_upt_prompt < 0 or args.weight_prior < 0:
         raise UserInputError("--lr_upt_prompt and --weight_prior must not be negative")
+    if args.lean and args.update_bs != "auto":
+        raise UserInputError("--lean already sets --update_bs 1; give one of them")
+    if args.x0_decoder and args.baseline:
+        raise UserInputError("--x0_decoder decodes inside updates; --baseline makes none")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UserInputError("--device cuda asked for, but no CUDA GPU is available (use --device cpu)")
 
 
-def resolve_model(name: Optional[str], default: str, toy_key: str) -> str:
+def resolve_model(name: Optional[str], default: Optional[str], toy_key: str) -> Optional[str]:
     """A hub id or local dir; 'toy' means the bundled toy model."""
     return TOY_MODELS[toy_key] if name == "toy" else (name or default)
 
@@ -122,6 +145,14 @@ def load_pipeline(name: str, scheduler: str, half: bool, device: torch.device):
     pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
+
+
+def load_x0_decoder(name: str, half: bool, device: torch.device):
+    from diffusers import AutoencoderTiny
+
+    with loading("tiny decoder", name):
+        decoder = AutoencoderTiny.from_pretrained(model_path(name), dtype=torch.float16 if half else torch.float32)
+    return decoder.eval().to(device)
 
 
 def image_generator(seed: int, index: int) -> torch.Generator:
@@ -143,22 +174,24 @@ def run(args, spec: ScorerSpec) -> str:
     steps = sorted(update_steps(args.steps, args.skip_freq, itrs))
     captions = read_captions(args.text_path, args.max_cnt)
     model = resolve_model(args.model, STABLE_DIFFUSION[args.ver_sd], "model")
-    model_path(model)
-    if not args.baseline:
-        model_path(spec.model)
+    x0_decoder = resolve_model(args.x0_decoder, None, "x0_decoder")
+    for name in (model, None if args.baseline else spec.model, x0_decoder):
+        if name:
+            model_path(name)
     _quiet_loading()
     device = distributed.init(args.device)
     pipe = load_pipeline(model, args.scheduler, args.fp16, device)
     scorer = None
     if not args.baseline:
         scorer = spec.load(spec.model, torch_dtype=torch.float16 if spec.half else torch.float32).to(device)
+    decoder = load_x0_decoder(x0_decoder, args.fp16, device) if x0_decoder else None
 
     prefix = "FIXED" if args.baseline else spec.prefix
     folder = os.path.join(args.save_path, outputs.folder_name(prefix, args.scheduler, args.steps, args.w,
-                                                              args.generate_seed, args.name))
+                                                              args.generate_seed, args.name, x0_decoder))
     update = None if args.baseline else {"update_steps": steps, "num_upt_prompt": args.num_upt_prompt,
                                          "lr_upt_prompt": args.lr_upt_prompt, "weight_prior": args.weight_prior,
-                                         "init_org": args.init_org}
+                                         "init_org": args.init_org, **({"x0_decoder": x0_decoder} if x0_decoder else {})}
     config = {
         "settings": {"mode": prefix, "model": model, "scorer_model": None if args.baseline else spec.model,
                      "steps": args.steps, "scheduler": args.scheduler, "w": args.w, "generate_seed": args.generate_seed,
@@ -185,8 +218,9 @@ def run(args, spec: ScorerSpec) -> str:
             images = generate(
                 pipe, [captions[i] for i in batch], scorer, num_inference_steps=args.steps, guidance_scale=args.w,
                 skip_itrs=steps, num_upt_prompt=args.num_upt_prompt, lr_upt_prompt=args.lr_upt_prompt,
-                weight_prior=args.weight_prior, init_org=args.init_org, update_batch_size=args.update_bs,
-                gradient_checkpointing=args.grad_ckpt, generator=[image_generator(args.generate_seed, i) for i in batch],
+                weight_prior=args.weight_prior, init_org=args.init_org, update_batch_size=1 if args.lean else args.update_bs,
+                gradient_checkpointing=args.grad_ckpt or args.lean, x0_decoder=decoder,
+                generator=[image_generator(args.generate_seed, i) for i in batch],
             ).images
             for index, image in zip(batch, images):
                 outputs.save_image(image, outputs.image_path(folder, index))

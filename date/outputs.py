@@ -11,9 +11,13 @@ from .prompts import read_captions
 # Settings that change the images: a folder made with other values cannot be resumed.
 
 
-def folder_name(prefix: str, scheduler: str, steps: int, w: float, seed: int, name: str | None) -> str:
-    """The official naming scheme, e.g. DATE_CLIP_scheduler_DDIM_steps_50_w_8.0_seed_6_name_TEST."""
+def folder_name(prefix: str, scheduler: str, steps: int, w: float, seed: int, name: str | None,
+                x0_decoder: str | None = None) -> str:
+    """The official naming scheme, e.g. DATE_CLIP_scheduler_DDIM_steps_50_w_8.0_seed_6_name_TEST; fast mode (x̂0 decoded
+    by a tiny decoder, other images) adds `_x0_<decoder folder name>` before the name."""
     folder = f"{prefix}_scheduler_{scheduler}_steps_{steps}_w_{w}_seed_{seed}"
+    if x0_decoder:
+        folder += "_x0_" + os.path.basename(os.path.normpath(x0_decoder))
     return folder + (f"_name_{name}" if name else "")
 
 

@@ -4,14 +4,17 @@ The pipeline runs its own loop, guidance and scheduler steps. The update for ste
 done before the pipeline starts (the updated embedding goes in as `prompt_embeds`), for i > 0 in `callback_on_step_end`
 of step i − 1, which may replace `prompt_embeds`. The updated embedding then stays in use until the next update.
 """
+import functools
 from dataclasses import dataclass
-from typing import Callable, Iterable, List, Optional, Sequence, Set, Union
+from typing import Iterable, List, Optional, Sequence, Set, Union
 
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
-from .schedulers import predicted_original_sample
+from .memory import MicroBatch, MicroBatchPlan, checkpointing, frozen
+from .objective import Objective
 from .scorer import Scorer
+from .shared_unconditional import SharedUnconditional
 from .update import update_embeddings
 
 
@@ -26,54 +29,28 @@ def update_steps(num_inference_steps: int, skip_freq: int = 10, skip_itrs: Optio
 
 @dataclass
 class EmbeddingUpdate:
-    """Everything one embedding update needs; called once per update step with the current c and x_t."""
+    """One embedding update at x_t: `num_upt_prompt` normalized steps along −∂(−h + prior)/∂c."""
 
-    pipe: object
-    scorer: Scorer
-    prompts: List[str]
-    uncond_embeds: torch.Tensor
-    cond_embeds_org: torch.Tensor
-    guidance_scale: float
-    guided: bool
+    objective: Objective
     num_upt_prompt: int
     lr_upt_prompt: float
-    weight_prior: float
     init_org: bool
-    batch_size: Optional[int] = None
-
-    def objective(self, latents: torch.Tensor, step_index: int, part: slice = slice(None)) -> Callable[[torch.Tensor], torch.Tensor]:
-        """The per-sample loss −h(decode(x̂0(c))) + prior(c) at x_t = latents, as a function of c, for samples `part`."""
-        pipe, scheduler = self.pipe, self.pipe.scheduler
-        t = scheduler.timesteps[step_index]
-        model_input = scheduler.scale_model_input(latents[part], t)
-        prompts, embeds_org = self.prompts[part], self.cond_embeds_org[part]
-        noise_uncond = None
-        if self.guided:
-            with torch.no_grad():
-                noise_uncond = pipe.unet(model_input, t, encoder_hidden_states=self.uncond_embeds[part], return_dict=False)[0]
-
-        def loss(embeds: torch.Tensor) -> torch.Tensor:
-            noise = pipe.unet(model_input, t, encoder_hidden_states=embeds, return_dict=False)[0]
-            if self.guided:
-                noise = noise_uncond + self.guidance_scale * (noise - noise_uncond)
-            x0 = predicted_original_sample(scheduler, noise, model_input, step_index, t)
-            image = pipe.vae.decode(x0 / pipe.vae.config.scaling_factor, return_dict=False)[0] / 2 + 0.5
-            value = -self.scorer.score(image, prompts)
-            if self.weight_prior != 0:
-                value = value + self.weight_prior * ((embeds - embeds_org) ** 2).mean(dim=(1, 2))
-            return value
-
-        return loss
+    shared: Optional[SharedUnconditional] = None
 
     def __call__(self, cond_embeds: torch.Tensor, latents: torch.Tensor, step_index: int) -> torch.Tensor:
-        """Update c at x_t; samples are independent, so `batch_size` of them at a time bounds memory, not the result."""
-        size = self.batch_size or len(self.prompts)
-        parts = [slice(start, start + size) for start in range(0, len(self.prompts), size)]
-        return torch.cat([
-            update_embeddings(cond_embeds[part], self.cond_embeds_org[part], self.objective(latents, step_index, part),
-                              self.num_upt_prompt, self.lr_upt_prompt, self.init_org)
-            for part in parts
-        ])
+        scheduler = self.objective.pipe.scheduler
+        t = scheduler.timesteps[step_index]
+        model_input = scheduler.scale_model_input(latents, t)
+        noise_uncond = self.objective.unconditional(model_input, t)
+
+        def gradient(embeds: torch.Tensor) -> torch.Tensor:
+            return self.objective.gradient(embeds, model_input, t, step_index, noise_uncond)[0]
+
+        updated = update_embeddings(cond_embeds, self.objective.cond_embeds_org, gradient, self.num_upt_prompt,
+                                    self.lr_upt_prompt, self.init_org)
+        if self.shared is not None and noise_uncond is not None:
+            self.shared.offer(model_input, t, self.objective.uncond_embeds, noise_uncond)
+        return updated
 
 
 def generate(
@@ -93,19 +70,20 @@ def generate(
     output_type: str = "pil",
     height: Optional[int] = None,
     width: Optional[int] = None,
-    update_batch_size: Optional[int] = None,
+    update_batch_size: MicroBatch = "auto",
     gradient_checkpointing: bool = False,
+    x0_decoder=None,
 ):
     """Sample with DATE: like `pipe(prompts, ...)`, with the text embedding updated to raise `scorer` at the update steps.
 
     With no update step (`skip_itrs=[]`), ρ = 0 or no scorer, this is exactly the pipeline's fixed-embedding sampling.
     Returns the pipeline's own output object (`.images`: PIL list, numpy array or latents, per `output_type`).
-    Memory: `update_batch_size` back-propagates that many samples at a time (the result does not change), and
-    `gradient_checkpointing` turns on the UNet's and VAE's checkpointing (it acts only under gradient, so only in updates).
+    Memory (none of these changes the images beyond float rounding): `update_batch_size` images go through decoder +
+    scorer backward at a time ("auto": the most that keep the peak within 2.5× fixed sampling's and within free
+    memory); `gradient_checkpointing` recomputes UNet and decoder activations in backward instead of storing them.
+    Speed: `x0_decoder` (e.g. an `AutoencoderTiny`) decodes x̂0 inside updates instead of the pipeline's VAE; the final
+    image is still the VAE's. Model weights are frozen during the call and their `requires_grad` restored after.
     """
-    if gradient_checkpointing:
-        pipe.unet.enable_gradient_checkpointing()
-        pipe.vae.enable_gradient_checkpointing()
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     device = pipe._execution_device
     guided = guidance_scale > 1 and pipe.unet.config.time_cond_proj_dim is None
@@ -116,36 +94,40 @@ def generate(
         shape = (len(prompts), pipe.unet.config.in_channels, height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
         latents = randn_tensor(shape, generator=generator, device=device, dtype=cond_embeds.dtype)
     latents = latents.to(device=device, dtype=cond_embeds.dtype)
+    sample = functools.partial(
+        pipe, negative_prompt_embeds=uncond_embeds if guided else None, num_inference_steps=num_inference_steps,
+        guidance_scale=guidance_scale, latents=latents, generator=generator, output_type=output_type, height=height,
+        width=width,
+    )
 
     steps = update_steps(num_inference_steps, skip_freq, skip_itrs)
-    callback = None
-    if steps and lr_upt_prompt != 0 and num_upt_prompt > 0 and scorer is not None:
-        update = EmbeddingUpdate(pipe, scorer, prompts, uncond_embeds, cond_embeds.detach().clone(), guidance_scale, guided,
-                                 num_upt_prompt, lr_upt_prompt, weight_prior, init_org, update_batch_size)
-        pipe.scheduler.set_timesteps(num_inference_steps, device=device)
-        if len(pipe.scheduler.timesteps) != num_inference_steps:
-            raise ValueError(f"{type(pipe.scheduler).__name__} takes several model evaluations per step; DATE needs one")
-        if 0 in steps:
-            cond_embeds = update(cond_embeds, latents * pipe.scheduler.init_noise_sigma, 0)
+    if not steps or lr_upt_prompt == 0 or num_upt_prompt <= 0 or scorer is None:
+        return sample(prompt_embeds=cond_embeds)
 
-        def callback(pipeline, i: int, t, tensors: dict) -> dict:
-            if i + 1 not in steps:
-                return {}
-            embeds = tensors["prompt_embeds"]
-            current = embeds[len(prompts):] if guided else embeds
-            updated = update(current, tensors["latents"], i + 1)
-            return {"prompt_embeds": torch.cat([uncond_embeds, updated]) if guided else updated}
+    decoder = x0_decoder if x0_decoder is not None else pipe.vae
+    objective = Objective(pipe, scorer, prompts, uncond_embeds if guided else None, cond_embeds.detach().clone(),
+                          guidance_scale, weight_prior, decoder, MicroBatchPlan(update_batch_size))
+    shared = SharedUnconditional(pipe.unet)
+    update = EmbeddingUpdate(objective, num_upt_prompt, lr_upt_prompt, init_org, shared)
 
-    return pipe(
-        prompt_embeds=cond_embeds,
-        negative_prompt_embeds=uncond_embeds if guided else None,
-        num_inference_steps=num_inference_steps,
-        guidance_scale=guidance_scale,
-        latents=latents,
-        generator=generator,
-        output_type=output_type,
-        height=height,
-        width=width,
-        callback_on_step_end=callback,
-        callback_on_step_end_tensor_inputs=["latents", "prompt_embeds"],
-    )
+    def callback(pipeline, i: int, t, tensors: dict) -> dict:
+        if i + 1 not in steps:
+            return {}
+        embeds = tensors["prompt_embeds"]
+        current = embeds[len(prompts):] if guided else embeds
+        updated = update(current, tensors["latents"], i + 1)
+        return {"prompt_embeds": torch.cat([uncond_embeds, updated]) if guided else updated}
+
+    with frozen(pipe.unet, pipe.vae, pipe.text_encoder, scorer, x0_decoder), \
+            checkpointing(gradient_checkpointing, pipe.unet, decoder):
+        shared.attach()
+        try:
+            pipe.scheduler.set_timesteps(num_inference_steps, device=device)
+            if len(pipe.scheduler.timesteps) != num_inference_steps:
+                raise ValueError(f"{type(pipe.scheduler).__name__} takes several model evaluations per step; DATE needs one")
+            if 0 in steps:
+                cond_embeds = update(cond_embeds, latents * pipe.scheduler.init_noise_sigma, 0)
+            return sample(prompt_embeds=cond_embeds, callback_on_step_end=callback,
+                          callback_on_step_end_tensor_inputs=["latents", "prompt_embeds"])
+        finally:
+            shared.detach()

@@ -1,4 +1,4 @@
-"""The DATE update rule: normalized gradient steps on the conditional text embedding."""
+"""The DATE update rule: normalized gradient steps on the conditional text embedding, the same for every model and h."""
 from typing import Callable
 
 import torch
@@ -13,19 +13,17 @@ def normalized(grad: torch.Tensor) -> torch.Tensor:
 def update_embeddings(
     embeds: torch.Tensor,
     embeds_org: torch.Tensor,
-    loss_fn: Callable[[torch.Tensor], torch.Tensor],
+    gradient: Callable[[torch.Tensor], torch.Tensor],
     num_steps: int,
     lr: float,
     init_org: bool = False,
 ) -> torch.Tensor:
-    """Take `num_steps` steps c ← base − ρ·g/‖g‖ with g = ∂Σloss/∂c, base = c (or c_org with init_org).
+    """Take `num_steps` steps c ← base − ρ·g/‖g‖ with g = gradient(c) = ∂Σ_b loss_b/∂c, base = c (or c_org with init_org).
 
-    `loss_fn(c)` returns one loss per sample; samples must not interact so that each g_b only depends on sample b.
+    Samples must not interact in the loss, so that each g_b only depends on sample b.
     """
     for _ in range(num_steps):
-        with torch.enable_grad():
-            current = embeds.detach().requires_grad_(True)
-            (grad,) = torch.autograd.grad(loss_fn(current).sum(), current)
+        grad = gradient(embeds.detach())
         base = embeds_org if init_org else embeds
         embeds = (base - lr * normalized(grad)).detach()
     return embeds

@@ -2,8 +2,9 @@
 
     python evaluation/toy_bench.py --prompts assets/toy/prompts.csv --seeds 2 --out runs/toy_bench
 
-Both methods start from the same initial noise for each (prompt, seed) and use the same toy Stable Diffusion; DATE
-ascends h = the toy CLIP. Each image is judged by `date.toy.check` (never used for guidance). Writes
+Methods (`--methods`, any subset with `fixed`): `fixed` embeddings, `date_clip` (DATE ascending h = the toy CLIP) and
+`date_fast` (the same, x̂0 decoded inside updates by the tiny decoder `--x0_decoder`). All start from the same initial
+noise for each (prompt, seed) and use the same toy Stable Diffusion. Each image is judged by `date.toy.check` (never used for guidance). Writes
 `<out>/results.json` and `<out>/results.md`: exact accuracy with a 95% bootstrap interval over prompts, accuracy per
 part and per caption template, the mean toy-CLIP score, toy FID against freshly rendered world images, and a paired
 comparison on the same (prompt, seed) (exact McNemar test). Images go to `<out>/<method>/seed_<k>/<index>.png`; a
@@ -15,6 +16,7 @@ import sys
 if not __package__:  # run as `python evaluation/<script>.py`: import from the repository root, not from evaluation/
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+import argparse
 import json
 from dataclasses import dataclass
 from typing import Dict, List, Sequence
@@ -38,10 +40,11 @@ from evaluation.stats import mean_with_ci, paired_comparison
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ASSETS = os.path.join(REPO, "assets", "toy")
-METHODS = ("fixed", "date_clip")
+METHODS = ("fixed", "date_clip", "date_fast")
+LABELS = {"fixed": "fixed", "date_clip": "DATE (h = toy CLIP)", "date_fast": "DATE fast (tiny x̂0 decoder)"}
 PARTS = ("count", "colors", "shapes", "binding", "positions", "no_extra")
 REFERENCE_SEED = 12345
-IMAGE_SETTINGS = ("steps", "w", "skip_freq", "lr_upt_prompt", "num_upt_prompt", "model", "clip_model")
+IMAGE_SETTINGS = ("steps", "w", "skip_freq", "lr_upt_prompt", "num_upt_prompt", "model", "clip_model", "x0_decoder")
 
 
 @dataclass
@@ -59,9 +62,11 @@ def initial_latents(pipe, prompt_count: int, seed: int) -> torch.Tensor:
     return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(seed * 100_003 + i)) for i in range(prompt_count)])
 
 
-def generate_all(pipe, scorer, prompts: Sequence[str], seeds: int, method: str, args, out: str) -> List[Image.Image]:
+def generate_all(pipe, scorer, prompts: Sequence[str], seeds: int, method: str, args, out: str, x0_decoder=None) -> List[Image.Image]:
     """Images in (seed, prompt) order; those already in `out` are read back, so a killed run resumes where it stopped."""
     update = {"skip_itrs": []} if method == "fixed" else {"skip_freq": args.skip_freq}
+    if method == "date_fast":
+        update["x0_decoder"] = x0_decoder
     bar = tqdm(total=seeds * len(prompts), desc=method, file=sys.stdout, mininterval=5)
     for seed in range(seeds):
         folder = os.path.join(out, method, f"seed_{seed}")
@@ -141,7 +146,8 @@ def reference_features(feature_net: FeatureNet, count: int) -> np.ndarray:
 
 
 def markdown(results: Dict, command: str) -> str:
-    fixed, ours = results["fixed"], results["date_clip"]
+    methods = [m for m in METHODS if m in results]
+    fixed = results["fixed"]
     rows = [
         ("exact accuracy ↑", lambda r: f"{r['exact_accuracy']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]"),
         ("single-object ↑", lambda r: _fmt(r["single_object_accuracy"])),
@@ -152,13 +158,13 @@ def markdown(results: Dict, command: str) -> str:
         ("toy FID ↓", lambda r: f"{r['toy_fid']:.3f}"),
     ]
     lines = [f"`{command}`", "", f"n = {fixed['n']} images per method ({fixed['prompts']} prompts × {fixed['n'] // fixed['prompts']} seeds)", "",
-             "| metric | fixed | DATE (h = toy CLIP) |", "| --- | --- | --- |"]
-    lines += [f"| {name} | {cell(fixed)} | {cell(ours)} |" for name, cell in rows]
-    paired = results["paired"]
-    lines += ["", f"Paired on the same (prompt, seed): DATE − fixed exact accuracy {paired['mean_diff']:+.3f} "
-              f"[{paired['ci95'][0]:+.3f}, {paired['ci95'][1]:+.3f}] (bootstrap over prompts); "
-              f"images fixed ✗ → DATE ✓: {paired['gained']}, fixed ✓ → DATE ✗: {paired['lost']}, "
-              f"exact McNemar p = {paired['mcnemar_p']:.3g}."]
+             "| metric | " + " | ".join(LABELS[m] for m in methods) + " |", "| --- |" + " --- |" * len(methods)]
+    lines += [f"| {name} | " + " | ".join(cell(results[m]) for m in methods) + " |" for name, cell in rows]
+    for method, paired in results["paired"].items():
+        lines += ["", f"Paired on the same (prompt, seed), {LABELS[method]} − fixed: exact accuracy {paired['mean_diff']:+.3f} "
+                  f"[{paired['ci95'][0]:+.3f}, {paired['ci95'][1]:+.3f}] (bootstrap over prompts); "
+                  f"images fixed ✗ → ✓: {paired['gained']}, fixed ✓ → ✗: {paired['lost']}, "
+                  f"exact McNemar p = {paired['mcnemar_p']:.3g}."]
     return "\n".join(lines) + "\n"
 
 
@@ -181,12 +187,22 @@ def parse_args(argv: List[str] | None):
     parser.add_argument("--model", default=os.path.join(ASSETS, "sd"), help="toy Stable Diffusion folder")
     parser.add_argument("--clip_model", default=os.path.join(ASSETS, "clip"), help="toy CLIP folder (h)")
     parser.add_argument("--fid_net", default=os.path.join(ASSETS, "fid_net"), help="toy FID feature network folder")
+    parser.add_argument("--x0_decoder", default=os.path.join(ASSETS, "taesd"), help="tiny x̂0 decoder of date_fast")
+    parser.add_argument("--methods", type=_methods, default=",".join(METHODS),
+                        help=f"comma-separated, with fixed (the baseline): any of {','.join(METHODS)}")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cuda or cpu")
     return parser.parse_args(argv)
 
 
+def _methods(text: str) -> List[str]:
+    methods = [m.strip() for m in text.split(",") if m.strip()]
+    if "fixed" not in methods or set(methods) - set(METHODS):
+        raise argparse.ArgumentTypeError(f"must list fixed and any of {','.join(METHODS)}, got {text!r}")
+    return [m for m in METHODS if m in methods]
+
+
 def load_models(args):
-    from diffusers import StableDiffusionPipeline
+    from diffusers import AutoencoderTiny, StableDiffusionPipeline
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UserInputError("--device cuda asked for, but no CUDA GPU is available (use --device cpu)")
@@ -196,7 +212,11 @@ def load_models(args):
     scorer = date.CLIPScorer.from_pretrained(args.clip_model).to(args.device)
     if not os.path.isfile(os.path.join(args.fid_net, "config.json")):
         raise UserInputError(f"toy FID network not found: {args.fid_net}")
-    return pipe, scorer, FeatureNet.from_pretrained(args.fid_net)
+    x0_decoder = None
+    if "date_fast" in args.methods:
+        with loading("tiny x̂0 decoder", args.x0_decoder):
+            x0_decoder = AutoencoderTiny.from_pretrained(model_path(args.x0_decoder)).to(args.device)
+    return pipe, scorer, FeatureNet.from_pretrained(args.fid_net), x0_decoder
 
 
 @exit_on_user_error
@@ -208,7 +228,7 @@ def main(argv: List[str] | None = None) -> Dict:
             parse(prompt)
         except ValueError as e:
             raise UserInputError(f"{args.prompts}: caption {index}: {e}") from None
-    pipe, scorer, feature_net = load_models(args)
+    pipe, scorer, feature_net, x0_decoder = load_models(args)
     # what changes the images: a folder made with other values is refused rather than mixed in (prompts: same prefix)
     config = {"settings": {k: getattr(args, k) for k in IMAGE_SETTINGS}}
     check_resumable(args.out, config, prompts)
@@ -219,17 +239,20 @@ def main(argv: List[str] | None = None) -> Dict:
     all_prompts = list(prompts) * args.seeds
     results: Dict = {}
     outcomes = {}
-    for method in METHODS:
-        images = generate_all(pipe, scorer, prompts, args.seeds, method, args, args.out)
+    for method in args.methods:
+        images = generate_all(pipe, scorer, prompts, args.seeds, method, args, args.out, x0_decoder)
         verdicts = [check(image, prompt) for image, prompt in zip(images, all_prompts)]
         judged = Judged(verdicts, clip_scores(scorer, images, all_prompts), images)
         results[method] = summarize(judged, prompts, reference, feature_net)
         outcomes[method] = np.array([v.ok for v in verdicts], dtype=float)
-    paired = paired_comparison(per_prompt(outcomes["date_clip"], len(prompts)), per_prompt(outcomes["fixed"], len(prompts)))
-    results["paired"] = {"mean_diff": paired.mean_diff, "ci95": [paired.low, paired.high],
-                         **mcnemar(outcomes["fixed"], outcomes["date_clip"])}
+    results["paired"] = {}
+    for method in args.methods[1:]:
+        paired = paired_comparison(per_prompt(outcomes[method], len(prompts)), per_prompt(outcomes["fixed"], len(prompts)))
+        results["paired"][method] = {"mean_diff": paired.mean_diff, "ci95": [paired.low, paired.high],
+                                     **mcnemar(outcomes["fixed"], outcomes[method])}
     results["settings"] = {k: getattr(args, k) for k in ("prompts", "seeds", "steps", "w", "skip_freq", "lr_upt_prompt",
-                                                         "num_upt_prompt", "reference_images", "model", "clip_model", "device")}
+                                                         "num_upt_prompt", "reference_images", "model", "clip_model", "x0_decoder",
+                                                         "methods", "device")}
     command = "python evaluation/toy_bench.py " + " ".join(sys.argv[1:] if argv is None else argv)
 
     def write_json(tmp: str) -> None:

@@ -26,8 +26,10 @@ def x0_from_scheduler(scheduler, noise, t, x):
 
 
 def reference_date(pipe, clip_model, clip_tokenizer, prompts, latents, steps, w, update_itrs, num_upt, lr,
-                   weight_prior=0.0, init_org=False, generator=None):
-    scheduler, unet, vae = pipe.scheduler, pipe.unet, pipe.vae
+                   weight_prior=0.0, init_org=False, generator=None, x0_decoder=None):
+    """DATE's final latents; `x0_decoder` (fast mode) replaces the VAE for decoding x̂0 inside updates only."""
+    scheduler, unet = pipe.scheduler, pipe.unet
+    vae = x0_decoder if x0_decoder is not None else pipe.vae
     scheduler.set_timesteps(steps)
     cond, uncond = pipe.encode_prompt(prompts, "cpu", 1, True)
     cond_org = cond.clone()

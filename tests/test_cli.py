@@ -108,6 +108,27 @@ def test_date_changes_images(tiny_dirs, captions_csv, tmp_path, monkeypatch):
     assert np.abs(date_image - fixed_image).max() > 0
 
 
+def test_memory_flags_keep_the_images_and_the_folder(tiny_dirs, captions_csv, tmp_path, monkeypatch):
+    """--update_bs, --grad_ckpt and --lean change memory, not images: same pixels, and they may resume one folder."""
+    run_cli(monkeypatch, base_args(tiny_dirs, captions_csv, tmp_path, "--name", "a", "--bs", "3"))
+    run_cli(monkeypatch, base_args(tiny_dirs, captions_csv, tmp_path, "--name", "b", "--bs", "3", "--lean", "--max_cnt", "2"))
+    run_cli(monkeypatch, base_args(tiny_dirs, captions_csv, tmp_path, "--name", "b", "--bs", "3", "--update_bs", "2"))
+    for k in range(4):
+        assert np.array_equal(pixels(os.path.join(out_dir(tmp_path, name="a"), f"{k}.png")),
+                              pixels(os.path.join(out_dir(tmp_path, name="b"), f"{k}.png")))
+
+
+def test_fast_mode_has_its_own_folder_and_other_images(tiny_dirs, captions_csv, tmp_path, monkeypatch):
+    run_cli(monkeypatch, base_args(tiny_dirs, captions_csv, tmp_path, "--name", "t", "--max_cnt", "1"))
+    run_cli(monkeypatch, base_args(tiny_dirs, captions_csv, tmp_path, "--name", "t", "--max_cnt", "1",
+                                   "--x0_decoder", tiny_dirs["taesd"]))
+    fast = os.path.join(tmp_path, "DATE_CLIP_scheduler_DDIM_steps_3_w_8.0_seed_6_x0_taesd_name_t")
+    import json
+
+    assert json.load(open(os.path.join(fast, "config.json")))["settings"]["update"]["x0_decoder"] == tiny_dirs["taesd"]
+    assert not np.array_equal(pixels(os.path.join(fast, "0.png")), pixels(os.path.join(out_dir(tmp_path), "0.png")))
+
+
 BAD_INPUTS = {
     "missing caption file": (["--text_path", "/nonexistent/captions.csv"], "caption file not found"),
     "unknown scheduler": (["--scheduler", "HEUN"], "invalid choice"),
@@ -120,6 +141,11 @@ BAD_INPUTS = {
     "missing scorer dir": (["--clip_model", "./no/such/clip"], "model directory not found"),
     "model dir without a pipeline": (["--model", ROOT], "cannot load"),
     "no gpu": (["--device", "cuda"], "no CUDA GPU"),
+    "zero micro-batch": (["--update_bs", "0"], "--update_bs"),
+    "word micro-batch": (["--update_bs", "many"], "--update_bs"),
+    "lean with a micro-batch": (["--lean", "--update_bs", "2"], "--lean"),
+    "missing tiny decoder dir": (["--x0_decoder", "./no/such/taesd"], "model directory not found"),
+    "tiny decoder without updates": (["--baseline", "--x0_decoder", "toy"], "--baseline"),
 }
 
 

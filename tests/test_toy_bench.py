@@ -14,7 +14,7 @@ PROMPTS = ["a red circle", "a blue square on the left", "a green triangle above 
            "a yellow square to the left of a purple triangle"]
 
 
-def test_small_benchmark_run_reports_both_methods(tmp_path):
+def test_small_benchmark_run_reports_every_method(tmp_path):
     prompts = str(tmp_path / "prompts.csv")
     write_captions(prompts, PROMPTS)
     out = tmp_path / "bench"
@@ -23,16 +23,34 @@ def test_small_benchmark_run_reports_both_methods(tmp_path):
     with open(out / "results.json") as f:
         saved = json.load(f)
     assert saved == json.loads(json.dumps(results))
-    for method in ("fixed", "date_clip"):
+    for method in ("fixed", "date_clip", "date_fast"):
         entry = saved[method]
         assert entry["n"] == 8 and entry["prompts"] == 4
         assert 0 <= entry["exact_accuracy"] <= 1 and entry["ci95"][0] <= entry["exact_accuracy"] <= entry["ci95"][1]
         assert set(entry["parts"]) == set(toy_bench.PARTS) and set(entry["templates"]) == {"single", "left", "above", "left_of"}
         assert entry["toy_fid"] > 0 and -1 <= entry["clip_score"] <= 1
         assert sorted(os.listdir(out / method / "seed_1")) == ["0.png", "1.png", "2.png", "3.png"]
-    paired = saved["paired"]
-    assert paired["gained"] + paired["lost"] <= 8 and 0 <= paired["mcnemar_p"] <= 1
-    assert "| exact accuracy ↑ |" in (out / "results.md").read_text()
+    assert set(saved["paired"]) == {"date_clip", "date_fast"}
+    for paired in saved["paired"].values():
+        assert paired["gained"] + paired["lost"] <= 8 and 0 <= paired["mcnemar_p"] <= 1
+    table = (out / "results.md").read_text()
+    assert "| exact accuracy ↑ |" in table and "DATE fast (tiny x̂0 decoder)" in table
+    # fast mode differs from DATE only in how x̂0 is decoded inside updates: other images, same noise
+    assert any((out / "date_fast" / "seed_0" / f"{i}.png").read_bytes() != (out / "date_clip" / "seed_0" / f"{i}.png").read_bytes()
+               for i in range(4))
+
+
+def test_methods_subset_and_bad_methods(tmp_path, capsys):
+    prompts = str(tmp_path / "prompts.csv")
+    write_captions(prompts, PROMPTS[:2])
+    results = toy_bench.main(["--prompts", prompts, "--out", str(tmp_path / "bench"), "--steps", "2",
+                              "--reference_images", "20", "--methods", "date_fast,fixed"])
+    assert set(results) == {"fixed", "date_fast", "paired", "settings"} and set(results["paired"]) == {"date_fast"}
+    assert not (tmp_path / "bench" / "date_clip").exists()
+    with pytest.raises(SystemExit) as exit_info:
+        toy_bench.main(["--prompts", prompts, "--out", str(tmp_path / "other"), "--methods", "date_clip"])
+    assert exit_info.value.code == 2 and "must list fixed" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()
 
 
 def test_same_noise_same_images_without_updates(tmp_path):
@@ -43,7 +61,8 @@ def test_same_noise_same_images_without_updates(tmp_path):
     toy_bench.main(["--prompts", prompts, "--out", str(out), "--steps", "3", "--lr_upt_prompt", "0",
                     "--reference_images", "20"])
     for index in ("0", "1"):
-        assert (out / "fixed" / "seed_0" / f"{index}.png").read_bytes() == (out / "date_clip" / "seed_0" / f"{index}.png").read_bytes()
+        for method in ("date_clip", "date_fast"):
+            assert (out / "fixed" / "seed_0" / f"{index}.png").read_bytes() == (out / method / "seed_0" / f"{index}.png").read_bytes()
 
 
 def test_a_rerun_resumes_and_other_settings_are_refused(tmp_path, capsys):

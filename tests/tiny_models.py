@@ -2,7 +2,7 @@
 import os
 
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import AutoencoderKL, AutoencoderTiny, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPTextModel, CLIPVisionConfig
 
 from date.clip_tokenizer import save_clip_tokenizer
@@ -49,12 +49,22 @@ def tiny_clip(tokenizer_dir: str, seed: int = 0) -> CLIPModel:
     return CLIPModel(CLIPConfig(text_config=_text_config().to_dict(), vision_config=vision.to_dict(), projection_dim=32))
 
 
+def tiny_x0_decoder(seed: int = 0) -> AutoencoderTiny:
+    """A TAESD-shaped `AutoencoderTiny` for the tiny pipeline's latents (4×8×8 → 16×16 pixels)."""
+    torch.manual_seed(seed)
+    return AutoencoderTiny(latent_channels=4, encoder_block_out_channels=(16, 16), decoder_block_out_channels=(16, 16),
+                           num_encoder_blocks=(1, 1), num_decoder_blocks=(1, 1))
+
+
 def save_tiny_models(root: str) -> dict:
-    """Write a tiny pipeline and a tiny CLIP scorer (with tokenizer) to `root`; return their directories."""
+    """Write a tiny pipeline, a tiny CLIP scorer (with tokenizer) and a tiny x̂0 decoder to `root`; return their
+    directories."""
     tokenizer_dir = os.path.join(root, "tokenizer")
     tokenizer = save_clip_tokenizer(tokenizer_dir)
-    dirs = {"tokenizer": tokenizer_dir, "sd": os.path.join(root, "sd"), "clip": os.path.join(root, "clip")}
+    dirs = {"tokenizer": tokenizer_dir, "sd": os.path.join(root, "sd"), "clip": os.path.join(root, "clip"),
+            "taesd": os.path.join(root, "taesd")}
     tiny_pipeline(tokenizer_dir).save_pretrained(dirs["sd"])
+    tiny_x0_decoder().save_pretrained(dirs["taesd"])
     tiny_clip(tokenizer_dir).save_pretrained(dirs["clip"])
     tokenizer.save_pretrained(dirs["clip"])
     return dirs

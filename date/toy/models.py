@@ -7,7 +7,7 @@ rather than SD's 4: the tiny VAE then learns all six colors several times faster
 import math
 
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import AutoencoderKL, AutoencoderTiny, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPTextModel, CLIPTokenizer, CLIPVisionConfig
 
 from .captions import SIZE
@@ -43,6 +43,20 @@ def new_vae() -> AutoencoderKL:
         latent_channels=LATENT_CHANNELS,
         norm_num_groups=8,
         sample_size=SIZE,
+    )
+
+
+def new_tiny_autoencoder() -> AutoencoderTiny:
+    """The toy counterpart of TAESD (`madebyollin/taesd`): diffusers' `AutoencoderTiny` (plain conv blocks, no
+    attention, no normalization) for the toy latents, distilled from the toy VAE. Like TAESD it reads the latents the
+    UNet sees (scaling_factor 1), so `decode(x / scaling_factor)` is the same call for it and for the VAE."""
+    return AutoencoderTiny(
+        latent_channels=LATENT_CHANNELS,
+        encoder_block_out_channels=(16, 16, 16),  # AutoencoderTiny keeps one width through its blocks
+        decoder_block_out_channels=(16, 16, 16),
+        num_encoder_blocks=(1, 1, 1),
+        num_decoder_blocks=(1, 1, 1),
+        scaling_factor=1.0,
     )
 
 

@@ -2,7 +2,7 @@
 
 Stages: render the training pairs; the VAE; the text encoder and UNet together on cached latents (10% of captions
 dropped so that classifier-free guidance works); the CLIP scorer h, contrastively with one-edit hard negatives; the
-toy-FID feature network. Every stage is seeded, so a run on the same library versions reproduces the weights.
+toy-FID feature network; a tiny autoencoder distilled from the VAE (DATE's fast mode decodes x̂0 with it). Every stage is seeded, so a run on the same library versions reproduces the weights.
 """
 import argparse
 import copy
@@ -43,10 +43,14 @@ class Budget:
     clip_batch: int = 128
     fid_steps: int = 400
     fid_batch: int = 128
+    tiny_pool: int = 8_000
+    tiny_steps: int = 2_000
+    tiny_batch: int = 64
     lr: float = 1e-3
 
 
-QUICK = Budget(pairs=64, vae_steps=2, vae_batch=8, unet_steps=2, unet_batch=8, clip_steps=2, clip_batch=8, fid_steps=2, fid_batch=8)
+QUICK = Budget(pairs=64, vae_steps=2, vae_batch=8, unet_steps=2, unet_batch=8, clip_steps=2, clip_batch=8, fid_steps=2,
+               fid_batch=8, tiny_pool=16, tiny_steps=2, tiny_batch=8)
 CAPTION_DROPOUT = 0.1
 TOP_NOISE_SHARE = 0.25
 TOP_NOISE_FROM = 900
@@ -220,24 +224,82 @@ def train_feature_net(pairs: Pairs, budget: Budget) -> tuple[FeatureNet, Dict[st
     return net.eval(), log
 
 
+@torch.no_grad()
+def x0_latents(pipe, pairs: Pairs, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Latents like those DATE decodes inside updates: half clean (VAE posterior samples), half x̂0 predicted by the
+    generator from x_t at a uniform timestep with guidance 8 (off the data manifold, most of all at high noise).
+    Also returns the images drawn and their (scaled) posterior means, the encoder's targets."""
+    generator = torch.Generator().manual_seed(seed)
+    index = torch.randint(len(pairs), (count,), generator=generator)
+    means, stds = encode_all(pipe.vae, pairs.images[index])
+    scale = pipe.vae.config.scaling_factor
+    clean = (means + stds * torch.randn(means.shape, generator=generator)) * scale
+    predicted = []
+    alphas = pipe.scheduler.alphas_cumprod
+    for start in tqdm(range(0, count // 2, 256), desc="x0 latents", mininterval=5, file=sys.stdout):
+        part = slice(start, min(start + 256, count // 2))
+        x = clean[part]
+        t = torch.randint(len(alphas), (len(x),), generator=generator)
+        a = alphas[t].view(-1, 1, 1, 1)
+        noisy = a.sqrt() * x + (1 - a).sqrt() * torch.randn(x.shape, generator=generator)
+        cond, uncond = pipe.encode_prompt(pairs.texts(index[part]), "cpu", 1, True)
+        v_uncond, v_text = pipe.unet(torch.cat([noisy, noisy]), torch.cat([t, t]), torch.cat([uncond, cond])).sample.chunk(2)
+        predicted.append(a.sqrt() * noisy - (1 - a).sqrt() * (v_uncond + 8.0 * (v_text - v_uncond)))
+    return torch.cat([*predicted, clean[count // 2 :]]), index, means * scale
+
+
+def train_tiny_autoencoder(sd_dir: str, pairs: Pairs, budget: Budget) -> tuple[models.AutoencoderTiny, Dict[str, float]]:
+    """Distill the toy VAE into `AutoencoderTiny`, as TAESD was distilled from SD's VAE: the decoder learns the VAE
+    decoder's output on latents like those DATE decodes (`x0_latents`), the encoder the VAE's latents of world images.
+    L1 + MSE on pixels in [-1, 1]; MSE on latents."""
+    torch.manual_seed(SEED + 4)
+    pipe = models.StableDiffusionPipeline.from_pretrained(sd_dir, safety_checker=None, requires_safety_checker=False)
+    scale = pipe.vae.config.scaling_factor
+
+    @torch.no_grad()
+    def vae_decode(latents: torch.Tensor) -> torch.Tensor:
+        return torch.cat([pipe.vae.decode(z / scale).sample for z in latents.split(512)])
+
+    latents, image_index, image_latents = x0_latents(pipe, pairs, budget.tiny_pool, SEED + 4)
+    targets = vae_decode(latents)
+    images = to_unit(pairs.images[image_index]) * 2 - 1
+    tiny = models.new_tiny_autoencoder()
+    draw = batches(len(latents), budget.tiny_batch, SEED + 4)
+
+    def loss_fn(step: int) -> torch.Tensor:
+        index = draw()
+        error = tiny.decode(latents[index]).sample - targets[index]
+        latent_error = tiny.encode(images[index]).latents - image_latents[index]
+        return error.abs().mean() + error.pow(2).mean() + latent_error.pow(2).mean()
+
+    log = optimize("tiny autoencoder", tiny, budget.tiny_steps, budget.lr, loss_fn)
+    tiny.eval().requires_grad_(False)
+    held_out, _, _ = x0_latents(pipe, make_pairs(256, seed=SEED + 6, progress=False), 256, SEED + 6)
+    with torch.no_grad():
+        log["held_out_decoder_l1"] = float((tiny.decode(held_out).sample - vae_decode(held_out)).abs().mean())
+    return tiny, log
+
+
 def weight_bytes(path: str) -> int:
     return sum(
         os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files if f.endswith(".safetensors")
     )
 
 
-STAGES = ("vae", "generator", "clip", "fid_net")
+STAGES = ("vae", "generator", "clip", "fid_net", "tiny_autoencoder")
 
 
 def train_all(out: str, budget: Budget, stages: Sequence[str] = STAGES) -> Dict[str, object]:
-    """Train `stages` and write `out/sd`, `out/clip`, `out/fid_net`, `out/training.json` and the benchmark's default
-    prompt file `out/prompts.csv`. A generator trained without the vae stage uses the VAE already in `out/sd`: every
+    """Train `stages` and write `out/sd`, `out/clip`, `out/fid_net`, `out/taesd`, `out/training.json` and the
+    benchmark's default prompt file `out/prompts.csv`. A generator trained without the vae stage uses the VAE already in `out/sd`: every
     stage is seeded on its own, so this gives the same weights as a full run."""
     if "vae" in stages and "generator" not in stages:
         raise UserInputError("a new VAE needs a new generator: add the generator stage")
     vae_dir = os.path.join(out, "sd", "vae")
     if "generator" in stages and "vae" not in stages and not os.path.isdir(vae_dir):
         raise UserInputError(f"no VAE in {vae_dir}: add the vae stage")
+    if "tiny_autoencoder" in stages and "generator" not in stages and not os.path.isdir(os.path.join(out, "sd", "unet")):
+        raise UserInputError(f"no toy pipeline in {os.path.join(out, 'sd')}: add the vae and generator stages")
     start = time.time()
     os.makedirs(out, exist_ok=True)
     write_captions(os.path.join(out, "prompts.csv"), benchmark_captions())
@@ -265,6 +327,9 @@ def train_all(out: str, budget: Budget, stages: Sequence[str] = STAGES) -> Dict[
     if "fid_net" in stages:
         feature_net, log["fid_net"] = train_feature_net(pairs, budget)
         feature_net.save_pretrained(os.path.join(out, "fid_net"))
+    if "tiny_autoencoder" in stages:
+        tiny, log["tiny_autoencoder"] = train_tiny_autoencoder(os.path.join(out, "sd"), pairs, budget)
+        tiny.save_pretrained(os.path.join(out, "taesd"))
     log["last_run_seconds"] = round(time.time() - start, 1)
     log["weight_bytes"] = weight_bytes(out)
     with open(log_path, "w") as f:
@@ -275,7 +340,7 @@ def train_all(out: str, budget: Budget, stages: Sequence[str] = STAGES) -> Dict[
 @exit_on_user_error
 def main(argv: List[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="assets/toy", help="folder for sd/, clip/, fid_net/ (default: assets/toy)")
+    parser.add_argument("--out", default="assets/toy", help="folder for sd/, clip/, fid_net/, taesd/ (default: assets/toy)")
     parser.add_argument("--quick", action="store_true", help="a few steps of every stage: a smoke test, not usable weights")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default: 2)")
     parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)} (default: all)")
