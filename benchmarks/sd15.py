@@ -7,6 +7,7 @@ with the toy model (same 49,408 tokens as SD 1.5's).
 """
 import os
 
+import diffusers
 import torch
 from diffusers import AutoencoderKL, AutoencoderTiny, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPTextModel, CLIPTokenizer, CLIPVisionConfig
@@ -40,6 +41,7 @@ SCHEDULER = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linea
 
 def build(device: torch.device, dtype: torch.dtype, scorer_dtype: torch.dtype, seed: int = 0):
     """(pipeline, CLIP model + tokenizer of the scorer, tiny decoder), weights drawn on `device` from `seed`."""
+    diffusers.utils.logging.set_verbosity_error()  # casting freshly built models warns of nothing useful here
     torch.manual_seed(seed)
     tokenizer = CLIPTokenizer.from_pretrained(TOKENIZER)
     with torch.device(device):

@@ -5,7 +5,8 @@
 
 Configurations (as the generation commands run them): `fixed` embeddings; `date`, the default (`--update_bs auto`);
 `lean` (`--lean`: checkpointing in UNet and decoder, one image at a time through decoder + scorer); `fast`
-(`--x0_decoder` with a tiny decoder and `--fp16_clip`). The scorer is CLIP (ViT-L/14 for sd15) in fp32, except in fast.
+(`--x0_decoder` with a tiny decoder and, on a GPU, `--fp16_clip`). The scorer is CLIP (ViT-L/14 for sd15) in fp32,
+except in fast on a GPU.
 Each configuration runs in a fresh process after one short warm-up batch, so that its peak is its own: on a GPU the
 most memory allocated by tensors during the timed batch, on a CPU the process's maximum resident set (weights and
 libraries included, so ratios there understate DATE's extra). Prints a markdown table and writes `--json`.
@@ -21,7 +22,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOY = os.path.join(ROOT, "assets", "toy")
 CONFIGS = {"fixed": "fixed embedding", "date": "DATE (update_bs auto)", "lean": "DATE --lean",
-           "fast": "DATE fast (tiny x̂0 decoder, fp16 CLIP)"}
+           "fast": "DATE fast (tiny x̂0 decoder, fp16 CLIP on GPU)"}
 PROMPT = "a photograph of an astronaut riding a horse"
 
 
@@ -56,7 +57,8 @@ def measure(args) -> dict:
 
     device = torch.device(args.device)
     dtype = torch.float16 if args.dtype == "fp16" else torch.float32
-    scorer_dtype = torch.float16 if args.config == "fast" else torch.float32
+    # fast mode's CLIP runs in half precision on a GPU (--fp16_clip); CPUs have no fast fp16 matrix units
+    scorer_dtype = torch.float16 if args.config == "fast" and device.type == "cuda" else torch.float32
     pipe, scorer, tiny = load(args.arch, device, dtype, scorer_dtype)
     settings = {
         "fixed": dict(scorer=None),

@@ -2,11 +2,11 @@
 
 An update back-propagates through UNet, decoder and scorer. Almost all of its memory is what autograd saves for the
 backward pass, and most of that is the decoder's at full image resolution. The decoder and scorer therefore run in
-micro-batches (see `objective.py`); `MicroBatchPlan` picks their size from what is measured on the first update.
+micro-batches (see `objective.py`), and so may the UNet; `UpdatePlan` sizes both from what the first update measures.
 """
 import contextlib
 import math
-from typing import Iterator, Optional, Union
+from typing import Iterator, Optional, Tuple, Union
 
 import torch
 
@@ -60,7 +60,6 @@ class SavedBytes(contextlib.AbstractContextManager):
         self._weights = {p.untyped_storage().data_ptr() for m in modules if m is not None for p in m.parameters()} if active else set()
         self._seen: set = set()
         self.total = 0
-        self.largest = 0
         self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda tensor: tensor) if active else contextlib.nullcontext()
 
     def _pack(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -69,7 +68,6 @@ class SavedBytes(contextlib.AbstractContextManager):
         if key not in self._weights and key not in self._seen:
             self._seen.add(key)
             self.total += storage.nbytes()
-            self.largest = max(self.largest, storage.nbytes())
         return tensor
 
     def __enter__(self) -> "SavedBytes":
@@ -78,6 +76,28 @@ class SavedBytes(contextlib.AbstractContextManager):
 
     def __exit__(self, *exc) -> None:
         self._hooks.__exit__(*exc)
+
+
+class LargestStep(contextlib.AbstractContextManager):
+    """The most bytes one leaf module of `module` holds at once in forward: its input and its output, which must exist
+    together. Fixed sampling's decode of B images needs at least B times this beyond the weights."""
+
+    def __init__(self, module: torch.nn.Module, active: bool = True) -> None:
+        self.bytes = 0
+        self._leaves = [m for m in module.modules() if not list(m.children())] if active else []
+        self._handles: list = []
+
+    def _record(self, module, args: tuple, output) -> None:
+        tensors = [a for a in (*args, output) if isinstance(a, torch.Tensor)]
+        self.bytes = max(self.bytes, sum(t.numel() * t.element_size() for t in tensors))
+
+    def __enter__(self) -> "LargestStep":
+        self._handles = [leaf.register_forward_hook(self._record) for leaf in self._leaves]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
 
 
 def weight_bytes(*modules: Optional[torch.nn.Module]) -> int:
@@ -100,43 +120,52 @@ def free_bytes(device: torch.device) -> Optional[int]:
         return None
 
 
-def largest_micro_batch(batch: int, per_image: int, unet_graph: int, decoder_activation: int, pipeline_weights: int,
-                        extra_weights: int, free: Optional[int]) -> int:
-    """The most images whose decoder + scorer backward fits both budgets:
+def largest_chunks(batch: int, unet_per_image: int, decoder_per_image: int, decoder_step: int, pipeline_weights: int,
+                   extra_weights: int, free: Optional[int]) -> Tuple[int, int]:
+    """(images per UNet forward/backward, images per decoder + scorer backward), as many as fit both budgets:
     - DATE's peak within FIXED_PEAK_RATIO × fixed sampling's. Fixed sampling holds at least the pipeline's weights and,
-      while decoding the batch, one decoder activation per image; that lower bound keeps the choice on the safe side.
-      DATE holds besides the extra weights (scorer, tiny decoder) and the UNet's graph for the whole batch.
-    - within the memory that is free now (the UNet's graph is already allocated).
-    At least one image, at most the batch.
+      while decoding, `decoder_step` per image (`LargestStep`); that lower bound keeps the choice on the safe side.
+      DATE holds besides the extra weights (scorer, tiny decoder), the UNet's graph of its chunk, and the decoder +
+      scorer graph of one micro-batch.
+    - within FREE_SHARE of the memory free now.
+    The UNet chunk is made as large as possible first (whole batch when it fits), then the micro-batch; at least one.
     """
-    fixed_floor = pipeline_weights + batch * decoder_activation
-    room = FIXED_PEAK_RATIO * fixed_floor - (pipeline_weights + extra_weights + unet_graph)
+    room = FIXED_PEAK_RATIO * (pipeline_weights + batch * decoder_step) - pipeline_weights - extra_weights
     if free is not None:
         room = min(room, FREE_SHARE * free)
-    cost = max(1.0, BACKWARD_MARGIN * per_image)
-    return int(min(batch, max(1, math.floor(room / cost))))
+    cost = max(1.0, BACKWARD_MARGIN * decoder_per_image)
+    for chunk in range(batch, 0, -1):
+        micro_batch = math.floor((room - chunk * unet_per_image) / cost)
+        if micro_batch >= 1:
+            return chunk, min(micro_batch, chunk)
+    return 1, 1
 
 
-class MicroBatchPlan:
-    """How many images go through decoder + scorer backward at a time: a fixed number, or 'auto'.
+class UpdatePlan:
+    """How an update's gradient is split: `unet_chunk` images per UNet forward + backward, `micro_batch` images per
+    decoder + scorer backward inside a chunk.
 
-    'auto' runs the first image alone while measuring what autograd saves, then sizes the rest with
-    `largest_micro_batch`; the choice is kept for later updates of the same call (same shapes).
+    `micro_batch` is a positive number (the UNet then takes the whole batch at once) or "auto": the first image of the
+    first update runs alone while what autograd saves is measured, then `largest_chunks` sizes the rest; the choice is
+    kept for the later updates of the same call (same shapes).
     """
 
-    def __init__(self, setting: MicroBatch) -> None:
-        if setting != "auto" and not (isinstance(setting, int) and setting > 0):
-            raise ValueError(f"update_batch_size must be a positive integer or 'auto', got {setting!r}")
-        self.setting = setting
-        self.size: Optional[int] = None if setting == "auto" else setting
-        self.unet_graph = 0
+    def __init__(self, micro_batch: MicroBatch) -> None:
+        if micro_batch != "auto" and not (isinstance(micro_batch, int) and micro_batch > 0):
+            raise ValueError(f"update_batch_size must be a positive integer or 'auto', got {micro_batch!r}")
+        self.unet_chunk: Optional[int] = None
+        self.micro_batch: Optional[int] = None if micro_batch == "auto" else micro_batch
 
     @property
     def measuring(self) -> bool:
-        return self.size is None
+        return self.micro_batch is None
 
-    def decide(self, batch: int, per_image: int, decoder_activation: int, pipe, extra_weights: int, device) -> None:
-        self.size = largest_micro_batch(
-            batch, per_image, self.unet_graph, decoder_activation, weight_bytes(pipe.unet, pipe.vae, pipe.text_encoder),
-            extra_weights, free_bytes(torch.device(device)),
+    def chunk(self, batch: int) -> int:
+        return 1 if self.measuring else (self.unet_chunk or batch)
+
+    def decide(self, batch: int, unet_per_image: int, decoder_per_image: int, decoder_step: int, pipe,
+               extra_weights: int, device: torch.device) -> None:
+        self.unet_chunk, self.micro_batch = largest_chunks(
+            batch, unet_per_image, decoder_per_image, decoder_step, weight_bytes(pipe.unet, pipe.vae, pipe.text_encoder),
+            extra_weights, free_bytes(device),
         )

@@ -3,6 +3,8 @@
 The pipeline runs its own loop, guidance and scheduler steps. The update for step i needs x_t of step i: for i = 0 it is
 done before the pipeline starts (the updated embedding goes in as `prompt_embeds`), for i > 0 in `callback_on_step_end`
 of step i − 1, which may replace `prompt_embeds`. The updated embedding then stays in use until the next update.
+The update's unconditional prediction at x_t is handed to the pipeline's step at the same x_t (`SharedUnconditional`),
+so an update costs only what the gradient itself needs.
 """
 import functools
 from dataclasses import dataclass
@@ -11,7 +13,7 @@ from typing import Iterable, List, Optional, Sequence, Set, Union
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
-from .memory import MicroBatch, MicroBatchPlan, checkpointing, frozen
+from .memory import MicroBatch, UpdatePlan, checkpointing, frozen
 from .objective import Objective
 from .scorer import Scorer
 from .shared_unconditional import SharedUnconditional
@@ -79,8 +81,9 @@ def generate(
     With no update step (`skip_itrs=[]`), ρ = 0 or no scorer, this is exactly the pipeline's fixed-embedding sampling.
     Returns the pipeline's own output object (`.images`: PIL list, numpy array or latents, per `output_type`).
     Memory (none of these changes the images beyond float rounding): `update_batch_size` images go through decoder +
-    scorer backward at a time ("auto": the most that keep the peak within 2.5× fixed sampling's and within free
-    memory); `gradient_checkpointing` recomputes UNet and decoder activations in backward instead of storing them.
+    scorer backward at a time ("auto": as many, and as many through the UNet at a time, as keep the peak within 2.5×
+    fixed sampling's and within free memory); `gradient_checkpointing` recomputes UNet and decoder activations in
+    backward instead of storing them.
     Speed: `x0_decoder` (e.g. an `AutoencoderTiny`) decodes x̂0 inside updates instead of the pipeline's VAE; the final
     image is still the VAE's. Model weights are frozen during the call and their `requires_grad` restored after.
     """
@@ -106,7 +109,7 @@ def generate(
 
     decoder = x0_decoder if x0_decoder is not None else pipe.vae
     objective = Objective(pipe, scorer, prompts, uncond_embeds if guided else None, cond_embeds.detach().clone(),
-                          guidance_scale, weight_prior, decoder, MicroBatchPlan(update_batch_size))
+                          guidance_scale, weight_prior, decoder, UpdatePlan(update_batch_size))
     shared = SharedUnconditional(pipe.unet)
     update = EmbeddingUpdate(objective, num_upt_prompt, lr_upt_prompt, init_org, shared)
 

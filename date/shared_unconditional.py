@@ -28,7 +28,6 @@ class SharedUnconditional:
         self._offer: Optional[Tuple[torch.Tensor, float, torch.Tensor, torch.Tensor]] = None
         self._pending: Optional[torch.Tensor] = None
         self._handles: list = []
-        self.shared = 0  # how many UNet calls were halved: tested, and a check that the hand-over happens
 
     def attach(self) -> "SharedUnconditional":
         self._handles = [self._unet.register_forward_pre_hook(self._before, with_kwargs=True),
@@ -67,7 +66,6 @@ class SharedUnconditional:
         if self._pending is None:
             return None
         uncond, self._pending = self._pending, None
-        self.shared += 1
         if isinstance(output, tuple):
             return (torch.cat([uncond, output[0]]), *output[1:])
         output.sample = torch.cat([uncond, output.sample])

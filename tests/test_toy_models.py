@@ -92,7 +92,7 @@ def test_bundled_tiny_decoder_stands_in_for_the_vae(bundled_pipe):
     vae, scale = bundled_pipe.vae, bundled_pipe.vae.config.scaling_factor
     rng = np.random.default_rng(0)
     pairs = [sample_pair(rng) for _ in range(16)]
-    images = torch.stack([torch.from_numpy(np.asarray(render(shapes))) for _, shapes in pairs])
+    images = torch.stack([torch.from_numpy(np.array(render(shapes))) for _, shapes in pairs])
     latents = vae.encode(images.permute(0, 3, 1, 2).float() / 127.5 - 1).latent_dist.mean * scale
     t = torch.tensor(600)
     a = bundled_pipe.scheduler.alphas_cumprod[t]

@@ -4,7 +4,8 @@ import torch
 from transformers import CLIPModel, CLIPTokenizer
 
 import date
-from date.memory import MicroBatchPlan, SavedBytes, frozen, largest_micro_batch
+from date import memory
+from date.memory import LargestStep, SavedBytes, UpdatePlan, frozen, largest_chunks, weight_bytes
 from tests.flops import CountFlops
 from tests.reference_date import reference_date
 from tests.tiny_models import tiny_pipeline, tiny_x0_decoder
@@ -63,7 +64,8 @@ def test_the_sampling_step_reuses_the_unconditional_prediction_of_the_update(tin
     pipe = tiny_pipeline(tiny_dirs["tokenizer"])
     batches = []
     pipe.unet.register_forward_hook(lambda module, args, kwargs, out: batches.append(len(args[0])), with_kwargs=True)
-    date.generate(pipe, PROMPTS, scorer, num_inference_steps=4, skip_freq=2, latents=noise(), output_type="latent")
+    date.generate(pipe, PROMPTS, scorer, num_inference_steps=4, skip_freq=2, latents=noise(), output_type="latent",
+                  update_batch_size=1)  # a forced micro-batch: the UNet takes the whole batch at once
     # update 0: c_u, c | step 0: c only | step 1: c_u + c | update 2: c_u, c | step 2: c only | step 3: c_u + c
     assert batches == [B, B, B, 2 * B, B, B, B, 2 * B]
 
@@ -107,19 +109,47 @@ def test_fast_mode_decodes_x0_with_the_tiny_decoder_and_the_image_with_the_vae(t
     assert torch.allclose(images, by_vae, atol=1e-6)
 
 
-def test_largest_micro_batch_keeps_both_budgets():
-    # fixed sampling holds >= 4 GiB weights + 8 × 0.25 GiB: DATE may hold 2.5 × 6 = 15 GiB; 4 + 1.6 + 6 are taken
-    assert largest_micro_batch(8, GiB, 6 * GiB, GiB // 4, 4 * GiB, int(1.6 * GiB), free=None) == 2  # 3.4 / 1.25
-    assert largest_micro_batch(8, GiB, 6 * GiB, GiB // 4, 4 * GiB, int(1.6 * GiB), free=2 * GiB) == 1  # 0.8 × 2 / 1.25
-    assert largest_micro_batch(8, 2**20, 2**20, 2**20, GiB, 0, free=None) == 8  # small images: the whole batch
-    assert largest_micro_batch(8, 100 * GiB, 0, 0, GiB, 0, free=None) == 1  # never below one image
+def split(n, size):
+    return [min(size, n - i) for i in range(0, n, size)]
+
+
+@pytest.mark.parametrize("free", [1, None])  # no memory free: one image at a time; unknown: the ratio budget alone
+def test_auto_measures_the_first_image_then_sizes_the_chunks(tiny_dirs, scorer, monkeypatch, free):
+    calls = []
+    monkeypatch.setattr(memory, "free_bytes", lambda device: free)
+    real = memory.largest_chunks
+    monkeypatch.setattr(memory, "largest_chunks", lambda *args: calls.append(args) or real(*args))
+    pipe = tiny_pipeline(tiny_dirs["tokenizer"])
+    decoded = []
+    pipe.vae.decoder.register_forward_pre_hook(lambda module, args: decoded.append(len(args[0])))
+    date.generate(pipe, PROMPTS, scorer, num_inference_steps=4, skip_freq=2, latents=noise(), output_type="latent")
+    (batch, unet_graph, decoder_graph, decoder_step, pipeline_weights, extra_weights, free_now), = calls  # once a call
+    assert batch == B and unet_graph > 0 and decoder_graph > decoder_step > 0 and free_now == free
+    assert pipeline_weights == weight_bytes(pipe.unet, pipe.vae, pipe.text_encoder) and extra_weights == weight_bytes(scorer)
+    chunk, micro_batch = real(*calls[0])
+    assert (chunk, micro_batch) == (1, 1) if free == 1 else 1 <= micro_batch <= chunk <= B
+    # update 0: the measured image, then the rest; update 2: the whole batch (latent output: no final decode)
+    assert decoded == [1, *[m for c in split(B - 1, chunk) for m in split(c, micro_batch)],
+                       *[m for c in split(B, chunk) for m in split(c, micro_batch)]]
+
+
+def test_largest_chunks_keep_both_budgets():
+    # SD 1.5-like, fp32, batch 8: fixed sampling holds >= 4 GiB weights + 8 × 0.5 GiB while decoding, so DATE may
+    # hold 2.5 × 8 = 20 GiB; 4 + 1.6 GiB of weights leave 14.4 for 1.5 GiB of UNet graph and 6 × 1.25 of decoder per image
+    sizes = dict(unet_per_image=int(1.5 * GiB), decoder_per_image=6 * GiB, decoder_step=GiB // 2,
+                 pipeline_weights=4 * GiB, extra_weights=int(1.6 * GiB))
+    assert largest_chunks(8, **sizes, free=None) == (4, 1)  # 14.4 - 4 × 1.5 = 8.4 >= 7.5
+    assert largest_chunks(8, **sizes, free=10 * GiB) == (1, 1)  # 0.8 × 10 = 8 GiB: even one image needs 9; at least one
+    tiny = dict(unet_per_image=2**20, decoder_per_image=2**20, decoder_step=2**20, pipeline_weights=GiB, extra_weights=0)
+    assert largest_chunks(8, **tiny, free=None) == (8, 8)  # small images: the whole batch at once
+    assert largest_chunks(8, **{**tiny, "decoder_per_image": 2**28}, free=None) == (8, 4)
 
 
 def test_saved_bytes_counts_what_autograd_keeps_for_backward():
     a, b = torch.randn(100, requires_grad=True), torch.randn(100, requires_grad=True)
     with SavedBytes() as saved:
         (a * b).sum()  # mul keeps both factors
-    assert saved.total == 800 and saved.largest == 400
+    assert saved.total == 800
     weight = torch.nn.Linear(100, 100, bias=False)
     with SavedBytes(weight) as saved:
         weight(a)  # keeps the input and the weight; the weight is not counted
@@ -129,7 +159,15 @@ def test_saved_bytes_counts_what_autograd_keeps_for_backward():
     assert saved.total == 0
 
 
+def test_largest_step_is_the_input_and_output_of_the_biggest_leaf_module():
+    net = torch.nn.Sequential(torch.nn.Linear(100, 50), torch.nn.ReLU(), torch.nn.Linear(50, 10))
+    with LargestStep(net) as step:
+        net(torch.randn(4, 100))
+    assert step.bytes == 4 * (100 + 50) * 4  # the first Linear: 4 × 100 in, 4 × 50 out, float32
+    assert not net[0]._forward_hooks
+
+
 @pytest.mark.parametrize("setting", [0, -1, "big", 1.5])
 def test_micro_batch_setting_is_checked(setting):
     with pytest.raises(ValueError, match="update_batch_size"):
-        MicroBatchPlan(setting)
+        UpdatePlan(setting)
