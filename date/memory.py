@@ -163,9 +163,8 @@ class UpdatePlan:
     def chunk(self, batch: int) -> int:
         return 1 if self.measuring else (self.unet_chunk or batch)
 
-    def decide(self, batch: int, unet_per_image: int, decoder_per_image: int, decoder_step: int, pipe,
-               extra_weights: int, device: torch.device) -> None:
+    def decide(self, batch: int, denoiser_per_image: int, decoder_per_image: int, decoder_step: int,
+               pipeline_weights: int, extra_weights: int, device: torch.device) -> None:
         self.unet_chunk, self.micro_batch = largest_chunks(
-            batch, unet_per_image, decoder_per_image, decoder_step, weight_bytes(pipe.unet, pipe.vae, pipe.text_encoder),
-            extra_weights, free_bytes(device),
+            batch, denoiser_per_image, decoder_per_image, decoder_step, pipeline_weights, extra_weights, free_bytes(device)
         )

@@ -1,10 +1,12 @@
 """DATE's objective at one sampling step, −h(decode(x̂0(c))) + prior(c), and its gradient in c at the lowest cost.
 
-The gradient is taken in two halves that meet at x̂0, because their memory differs by an order of magnitude:
-1. UNet forward for the whole batch (or a chunk of it, where its graph would not fit), c → x̂0, keeping its graph;
+c is whatever DATE updates, flattened per sample (`Condition`): the token embedding the denoiser attends to, and with
+`update_pooled` the pooled embedding too. The gradient is taken in two halves that meet at x̂0, because their memory
+differs by an order of magnitude:
+1. denoiser forward for the whole batch (or a chunk of it, where its graph would not fit), c → x̂0, keeping its graph;
 2. decoder + scorer in micro-batches: each takes x̂0 of a few images, returns ∂h/∂x̂0 (a vector-Jacobian product) and
    frees its graph before the next one starts;
-3. one backward through the UNet with ∂(−h)/∂x̂0 as the output gradient.
+3. one backward through the denoiser with ∂(−h)/∂x̂0 as the output gradient.
 Samples are independent, so this is the same gradient as one backward through everything (up to float rounding), and
 the same FLOPs.
 """
@@ -13,15 +15,56 @@ from typing import List, Optional, Tuple
 
 import torch
 
+from .denoiser_call import Call, batch_slice, get, replaced
+from .families import Family
 from .memory import LargestStep, SavedBytes, UpdatePlan, weight_bytes
 from .schedulers import predicted_original_sample
 from .scorer import Scorer
 
+TEXT = ("encoder_hidden_states",)
 
-def decode(decoder, latents: torch.Tensor) -> torch.Tensor:
-    """Image in [0, 1] from (scaled) latents, by the pipeline's VAE or a tiny stand-in (`AutoencoderTiny`), no clamp."""
-    latents = latents.to(decoder.dtype) / decoder.config.scaling_factor
-    return decoder.decode(latents, return_dict=False)[0] / 2 + 0.5
+
+class Condition:
+    """Reads and writes the updated inputs of a denoiser call as one flat vector per sample."""
+
+    def __init__(self, family: Family, call: Call, update_pooled: bool) -> None:
+        self.family = family
+        self.paths = [TEXT] + ([family.pooled] if update_pooled and family.pooled else [])
+        self.shapes = [get(call, path).shape[1:] for path in self.paths]
+
+    def read(self, call: Call) -> torch.Tensor:
+        return torch.cat([get(call, path).flatten(1) for path in self.paths], dim=1)
+
+    def write(self, call: Call, flat: torch.Tensor) -> Call:
+        sizes = [shape.numel() for shape in self.shapes]
+        for path, shape, value in zip(self.paths, self.shapes, flat.split(sizes, dim=1)):
+            call = replaced(call, path, value.reshape(len(flat), *shape))
+        return call
+
+    def movable(self, call: Call) -> Optional[torch.Tensor]:
+        """1 where DATE may move c, 0 on padding tokens (families with a text mask); None: everywhere."""
+        if self.family.mask is None:
+            return None
+        mask = get(call, (self.family.mask,))
+        text = mask[:, :, None].expand(-1, *self.shapes[0]).flatten(1)
+        rest = [torch.ones(len(mask), shape.numel(), device=mask.device) for shape in self.shapes[1:]]
+        return torch.cat([text, *rest], dim=1).to(get(call, TEXT).dtype)
+
+
+@dataclass
+class Point:
+    """One update step: the pipeline's conditional call at x_t, and the unconditional prediction there (if guided)."""
+
+    call: Call
+    x_t: torch.Tensor
+    noise_uncond: Optional[torch.Tensor]
+    t: torch.Tensor
+    step_index: int
+
+
+def without_variance(output: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
+    """Transformers that also predict a variance (PixArt) return twice the latent channels; the mean is the first half."""
+    return output.chunk(2, dim=1)[0] if output.dim() == 4 and output.shape[1] == 2 * sample.shape[1] else output
 
 
 @dataclass
@@ -29,61 +72,76 @@ class Objective:
     """Everything the objective needs besides c and x_t; one per `date.generate` call."""
 
     pipe: object
+    family: Family
+    denoiser: torch.nn.Module
+    sample_name: str
     scorer: Scorer
     prompts: List[str]
-    uncond_embeds: Optional[torch.Tensor]  # None: no classifier-free guidance
-    cond_embeds_org: torch.Tensor
     guidance_scale: float
     weight_prior: float
     decoder: object  # decodes x̂0 inside updates: the pipeline's VAE, or a tiny decoder (fast mode)
+    height: int
+    width: int
+    update_pooled: bool = False
     plan: UpdatePlan = field(default_factory=lambda: UpdatePlan("auto"))
+    condition: Optional[Condition] = None
+    cond_org: Optional[torch.Tensor] = None
+    movable: Optional[torch.Tensor] = None
 
-    def unconditional(self, model_input: torch.Tensor, t: torch.Tensor) -> Optional[torch.Tensor]:
-        """ε(x_t, t, c_u): the same for every gradient step of an update, and for the sampling step that follows."""
-        if self.uncond_embeds is None:
-            return None
-        with torch.no_grad():
-            return self.pipe.unet(model_input, t, encoder_hidden_states=self.uncond_embeds, return_dict=False)[0]
+    def start(self, call: Call) -> torch.Tensor:
+        """Take c_org from the pipeline's first conditional call; return it (flat)."""
+        self.condition = Condition(self.family, call, self.update_pooled)
+        self.cond_org = self.condition.read(call).detach().clone()
+        self.movable = self.condition.movable(call)
+        return self.cond_org
 
-    def predicted_x0(self, embeds: torch.Tensor, model_input: torch.Tensor, t: torch.Tensor, step_index: int,
-                     noise_uncond: Optional[torch.Tensor]) -> torch.Tensor:
-        """x̂0 from the guided prediction with conditional embedding `embeds`."""
-        noise = self.pipe.unet(model_input, t, encoder_hidden_states=embeds, return_dict=False)[0]
-        if noise_uncond is not None:
-            noise = noise_uncond + self.guidance_scale * (noise - noise_uncond)
-        return predicted_original_sample(self.pipe.scheduler, noise, model_input, step_index, t)
+    def point(self, call: Call, uncond_call: Optional[Call], step_index: int) -> Point:
+        """The update step at this call; ε(x_t, t, c_u) is computed once, for every gradient step and the sampling step."""
+        x_t = call[self.sample_name]
+        noise_uncond = None
+        if uncond_call is not None:
+            with torch.no_grad():
+                noise_uncond = self.denoiser(**uncond_call)[0]
+        return Point(call, x_t, noise_uncond, self.pipe.scheduler.timesteps[step_index], step_index)
 
-    def gradient(self, embeds: torch.Tensor, model_input: torch.Tensor, t: torch.Tensor, step_index: int,
-                 noise_uncond: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
-        """g = ∂Σ_b(−h_b + prior_b)/∂c and h_b at c = `embeds`, the UNet taking `plan.chunk` samples at a time."""
+    def predicted_x0(self, embeds: torch.Tensor, point: Point, part: slice) -> torch.Tensor:
+        """x̂0 of samples `part` from the guided prediction with updated inputs `embeds` (flat, those samples only)."""
+        call = self.condition.write(batch_slice(point.call, part, len(self.prompts), self.family.unbatched), embeds)
+        x_t = point.x_t[part]
+        noise = without_variance(self.denoiser(**call)[0], x_t)
+        if point.noise_uncond is not None:
+            uncond = without_variance(point.noise_uncond[part], x_t)
+            noise = uncond + self.guidance_scale * (noise - uncond)
+        return predicted_original_sample(self.pipe.scheduler, noise, x_t, point.step_index, point.t)
+
+    def gradient(self, embeds: torch.Tensor, point: Point) -> Tuple[torch.Tensor, torch.Tensor]:
+        """g = ∂Σ_b(−h_b + prior_b)/∂c (zero on padding) and h_b at c = `embeds`, `plan.chunk` samples at a time."""
         grads, values = [], []
         start = 0
         while start < len(embeds):
             part = slice(start, start + self.plan.chunk(len(embeds)))
-            grad, h = self._chunk_gradient(embeds, part, model_input, t, step_index, noise_uncond)
+            grad, h = self._chunk_gradient(embeds, point, part)
             grads.append(grad)
             values.append(h)
             start = part.stop
         return torch.cat(grads), torch.cat(values)
 
-    def _chunk_gradient(self, embeds: torch.Tensor, part: slice, model_input: torch.Tensor, t: torch.Tensor,
-                        step_index: int, noise_uncond: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+    def _chunk_gradient(self, embeds: torch.Tensor, point: Point, part: slice) -> Tuple[torch.Tensor, torch.Tensor]:
         measuring = self.plan.measuring
         with torch.enable_grad():
             embeds = embeds[part].detach().requires_grad_(True)
-            with SavedBytes(self.pipe.unet, active=measuring) as unet_graph:
-                x0 = self.predicted_x0(embeds, model_input[part], t, step_index,
-                                       None if noise_uncond is None else noise_uncond[part])
-            image_grad, h = self.image_gradient(x0.detach(), self.prompts[part], unet_graph.total)
+            with SavedBytes(self.denoiser, active=measuring) as denoiser_graph:
+                x0 = self.predicted_x0(embeds, point, part)
+            image_grad, h = self.image_gradient(x0.detach(), self.prompts[part], denoiser_graph.total)
             outputs, output_grads = [x0], [-image_grad]
             if self.weight_prior != 0:
-                drift = (embeds - self.cond_embeds_org[part]) ** 2
-                outputs.append(self.weight_prior * drift.mean(dim=tuple(range(1, drift.dim()))).sum())
+                drift = (embeds - self.cond_org[part]) ** 2
+                outputs.append(self.weight_prior * drift.mean(dim=1).sum())
                 output_grads.append(torch.ones((), device=drift.device, dtype=drift.dtype))
             (grad,) = torch.autograd.grad(outputs, embeds, output_grads)
-        return grad, h
+        return (grad if self.movable is None else grad * self.movable[part]), h
 
-    def image_gradient(self, x0: torch.Tensor, prompts: List[str], unet_graph: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    def image_gradient(self, x0: torch.Tensor, prompts: List[str], denoiser_graph: int) -> Tuple[torch.Tensor, torch.Tensor]:
         """∂h/∂x̂0 and h, decoder + scorer in micro-batches whose graphs are freed one after the other. While the plan
         is measuring (one image), this also measures the decoder + scorer graph and sizes the plan."""
         grads, values = torch.empty_like(x0), torch.empty(len(x0), device=x0.device)
@@ -94,12 +152,17 @@ class Objective:
             with torch.enable_grad(), SavedBytes(self.decoder, self.scorer, active=measuring) as graph:
                 x = x0[part].detach().requires_grad_(True)
                 with LargestStep(self.decoder, active=measuring) as step:
-                    image = decode(self.decoder, x)
+                    image = self.family.latents_to_image(self.pipe, self.decoder, x, self.height, self.width)
                 h = self.scorer.score(image, prompts[part])
                 (grad,) = torch.autograd.grad(h.sum(), x)
             if measuring:
                 extra = weight_bytes(self.scorer) + (0 if self.decoder is self.pipe.vae else weight_bytes(self.decoder))
-                self.plan.decide(len(self.prompts), unet_graph, graph.total, step.bytes, self.pipe, extra, x0.device)
+                self.plan.decide(len(self.prompts), denoiser_graph, graph.total, step.bytes,
+                                 weight_bytes(*pipeline_modules(self.pipe)), extra, x0.device)
             grads[part], values[part] = grad.to(x0.dtype), h.detach()
             start = part.stop
         return grads, values
+
+
+def pipeline_modules(pipe) -> List[torch.nn.Module]:
+    return [m for m in pipe.components.values() if isinstance(m, torch.nn.Module)]

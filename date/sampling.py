@@ -1,22 +1,22 @@
-"""DATE on top of a stock diffusers Stable Diffusion pipeline, through its per-step hook.
+"""`date.generate`: DATE on top of a stock diffusers pipeline of any supported family.
 
-The pipeline runs its own loop, guidance and scheduler steps. The update for step i needs x_t of step i: for i = 0 it is
-done before the pipeline starts (the updated embedding goes in as `prompt_embeds`), for i > 0 in `callback_on_step_end`
-of step i − 1, which may replace `prompt_embeds`. The updated embedding then stays in use until the next update.
-The update's unconditional prediction at x_t is handed to the pipeline's step at the same x_t (`SharedUnconditional`),
-so an update costs only what the gradient itself needs.
+The pipeline runs its own loop, prompt encoding, guidance, scheduler steps and decoding. Hooks on its denoiser
+(`DateHook`) run the update for step i inside step i's denoiser call, on that call's own x_t, and hand the updated
+embedding to every later call; it stays in use until the next update.
 """
 import functools
+import inspect
 from dataclasses import dataclass
-from typing import Iterable, List, Optional, Sequence, Set, Union
+from typing import Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 import torch
-from diffusers.utils.torch_utils import randn_tensor
 
+from .denoiser_call import Call, sample_name
+from .denoiser_hook import DateHook
+from .families import family_of
 from .memory import MicroBatch, UpdatePlan, checkpointing, frozen
-from .objective import Objective
+from .objective import Objective, pipeline_modules
 from .scorer import Scorer
-from .shared_unconditional import SharedUnconditional
 from .update import update_embeddings
 
 
@@ -31,28 +31,24 @@ def update_steps(num_inference_steps: int, skip_freq: int = 10, skip_itrs: Optio
 
 @dataclass
 class EmbeddingUpdate:
-    """One embedding update at x_t: `num_upt_prompt` normalized steps along −∂(−h + prior)/∂c."""
+    """One embedding update at a denoiser call: `num_upt_prompt` normalized steps along −∂(−h + prior)/∂c."""
 
     objective: Objective
     num_upt_prompt: int
     lr_upt_prompt: float
     init_org: bool
-    shared: Optional[SharedUnconditional] = None
 
-    def __call__(self, cond_embeds: torch.Tensor, latents: torch.Tensor, step_index: int) -> torch.Tensor:
-        scheduler = self.objective.pipe.scheduler
-        t = scheduler.timesteps[step_index]
-        model_input = scheduler.scale_model_input(latents, t)
-        noise_uncond = self.objective.unconditional(model_input, t)
+    def __call__(self, embeds: torch.Tensor, call: Call, uncond_call: Optional[Call],
+                 step_index: int) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """The updated c (flat), and the unconditional prediction at x_t for the sampling step to reuse."""
+        point = self.objective.point(call, uncond_call, step_index)
 
-        def gradient(embeds: torch.Tensor) -> torch.Tensor:
-            return self.objective.gradient(embeds, model_input, t, step_index, noise_uncond)[0]
+        def gradient(current: torch.Tensor) -> torch.Tensor:
+            return self.objective.gradient(current, point)[0]
 
-        updated = update_embeddings(cond_embeds, self.objective.cond_embeds_org, gradient, self.num_upt_prompt,
-                                    self.lr_upt_prompt, self.init_org)
-        if self.shared is not None and noise_uncond is not None:
-            self.shared.offer(model_input, t, self.objective.uncond_embeds, noise_uncond)
-        return updated
+        updated = update_embeddings(embeds, self.objective.cond_org, gradient, self.num_upt_prompt, self.lr_upt_prompt,
+                                    self.init_org)
+        return updated, point.noise_uncond
 
 
 def generate(
@@ -60,7 +56,7 @@ def generate(
     prompts: Union[str, Sequence[str]],
     scorer: Optional[Scorer],
     num_inference_steps: int = 50,
-    guidance_scale: float = 8.0,
+    guidance_scale: Optional[float] = None,
     skip_freq: int = 10,
     skip_itrs: Optional[Iterable[int]] = None,
     num_upt_prompt: int = 1,
@@ -75,62 +71,43 @@ def generate(
     update_batch_size: MicroBatch = "auto",
     gradient_checkpointing: bool = False,
     x0_decoder=None,
+    update_pooled: bool = False,
+    **pipeline_kwargs,
 ):
     """Sample with DATE: like `pipe(prompts, ...)`, with the text embedding updated to raise `scorer` at the update steps.
 
+    `pipe` is a stock diffusers pipeline of any supported family (`date.families`: SD 1.x/2.x, SDXL, SD3, FLUX, PixArt).
     With no update step (`skip_itrs=[]`), ρ = 0 or no scorer, this is exactly the pipeline's fixed-embedding sampling.
-    Returns the pipeline's own output object (`.images`: PIL list, numpy array or latents, per `output_type`).
+    `guidance_scale` None: 8 for SD 1.x/2.x (the paper's), else the pipeline's own default. `update_pooled` also
+    updates the pooled text embedding (SDXL, SD3, FLUX) in the same normalized step. Other keyword arguments go to the
+    pipeline. Returns the pipeline's own output object (`.images`: PIL list, numpy array or latents, per `output_type`).
     Memory (none of these changes the images beyond float rounding): `update_batch_size` images go through decoder +
-    scorer backward at a time ("auto": as many, and as many through the UNet at a time, as keep the peak within 2.5×
-    fixed sampling's and within free memory); `gradient_checkpointing` recomputes UNet and decoder activations in
-    backward instead of storing them.
-    Speed: `x0_decoder` (e.g. an `AutoencoderTiny`) decodes x̂0 inside updates instead of the pipeline's VAE; the final
-    image is still the VAE's. Model weights are frozen during the call and their `requires_grad` restored after.
+    scorer backward at a time ("auto": as many, and as many through the denoiser at a time, as keep the peak within
+    2.5× fixed sampling's and within free memory); `gradient_checkpointing` recomputes denoiser and decoder
+    activations in backward instead of storing them. Speed: `x0_decoder` (e.g. an `AutoencoderTiny`) decodes x̂0
+    inside updates instead of the pipeline's VAE; the final image is still the VAE's. Model weights are frozen during
+    the call and their `requires_grad` restored after.
     """
+    family = family_of(pipe)
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-    device = pipe._execution_device
-    guided = guidance_scale > 1 and pipe.unet.config.time_cond_proj_dim is None
-    cond_embeds, uncond_embeds = pipe.encode_prompt(prompts, device, 1, guided)
-    height = height or pipe.unet.config.sample_size * pipe.vae_scale_factor
-    width = width or pipe.unet.config.sample_size * pipe.vae_scale_factor
-    if latents is None:
-        shape = (len(prompts), pipe.unet.config.in_channels, height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
-        latents = randn_tensor(shape, generator=generator, device=device, dtype=cond_embeds.dtype)
-    latents = latents.to(device=device, dtype=cond_embeds.dtype)
-    sample = functools.partial(
-        pipe, negative_prompt_embeds=uncond_embeds if guided else None, num_inference_steps=num_inference_steps,
-        guidance_scale=guidance_scale, latents=latents, generator=generator, output_type=output_type, height=height,
-        width=width,
-    )
-
+    if guidance_scale is None:
+        guidance_scale = family.default_guidance or inspect.signature(pipe.__call__).parameters["guidance_scale"].default
+    height, width = height or family.default_size(pipe), width or family.default_size(pipe)
+    sample = functools.partial(pipe, prompt=prompts, num_inference_steps=num_inference_steps,
+                               guidance_scale=guidance_scale, latents=latents, generator=generator,
+                               output_type=output_type, height=height, width=width, **pipeline_kwargs)
     steps = update_steps(num_inference_steps, skip_freq, skip_itrs)
     if not steps or lr_upt_prompt == 0 or num_upt_prompt <= 0 or scorer is None:
-        return sample(prompt_embeds=cond_embeds)
+        return sample()
 
+    denoiser = getattr(pipe, "transformer", None) or pipe.unet
     decoder = x0_decoder if x0_decoder is not None else pipe.vae
-    objective = Objective(pipe, scorer, prompts, uncond_embeds if guided else None, cond_embeds.detach().clone(),
-                          guidance_scale, weight_prior, decoder, UpdatePlan(update_batch_size))
-    shared = SharedUnconditional(pipe.unet)
-    update = EmbeddingUpdate(objective, num_upt_prompt, lr_upt_prompt, init_org, shared)
-
-    def callback(pipeline, i: int, t, tensors: dict) -> dict:
-        if i + 1 not in steps:
-            return {}
-        embeds = tensors["prompt_embeds"]
-        current = embeds[len(prompts):] if guided else embeds
-        updated = update(current, tensors["latents"], i + 1)
-        return {"prompt_embeds": torch.cat([uncond_embeds, updated]) if guided else updated}
-
-    with frozen(pipe.unet, pipe.vae, pipe.text_encoder, scorer, x0_decoder), \
-            checkpointing(gradient_checkpointing, pipe.unet, decoder):
-        shared.attach()
+    objective = Objective(pipe, family, denoiser, sample_name(denoiser), scorer, prompts, guidance_scale, weight_prior,
+                          decoder, height, width, update_pooled, UpdatePlan(update_batch_size))
+    hook = DateHook(EmbeddingUpdate(objective, num_upt_prompt, lr_upt_prompt, init_org), steps, num_inference_steps)
+    with frozen(*pipeline_modules(pipe), scorer, x0_decoder), checkpointing(gradient_checkpointing, denoiser, decoder):
+        hook.attach()
         try:
-            pipe.scheduler.set_timesteps(num_inference_steps, device=device)
-            if len(pipe.scheduler.timesteps) != num_inference_steps:
-                raise ValueError(f"{type(pipe.scheduler).__name__} takes several model evaluations per step; DATE needs one")
-            if 0 in steps:
-                cond_embeds = update(cond_embeds, latents * pipe.scheduler.init_noise_sigma, 0)
-            return sample(prompt_embeds=cond_embeds, callback_on_step_end=callback,
-                          callback_on_step_end_tensor_inputs=["latents", "prompt_embeds"])
+            return sample()
         finally:
-            shared.detach()
+            hook.detach()

@@ -39,10 +39,18 @@ def alpha_bar(scheduler: SchedulerMixin, step_index: int, timestep: torch.Tensor
     return scheduler.alphas_cumprod[int(timestep)]
 
 
+def is_flow_matching(scheduler: SchedulerMixin) -> bool:
+    return type(scheduler).__name__.startswith("FlowMatch")
+
+
 def predicted_original_sample(
     scheduler: SchedulerMixin, model_output: torch.Tensor, model_input: torch.Tensor, step_index: int, timestep: torch.Tensor
 ) -> torch.Tensor:
-    """x̂0 from the (guided) model output and the variance-preserving model input x_t."""
+    """x̂0 from the (guided) model output and the model input x_t: variance-preserving (ε, v, x0 prediction), or flow
+    matching, where x_t = (1 − σ)·x0 + σ·noise and the model predicts v = noise − x0, so x̂0 = x_t − σ·v."""
+    if is_flow_matching(scheduler):
+        sigma = scheduler.sigmas[step_index].to(device=model_input.device)
+        return (model_input - sigma * model_output).to(model_output.dtype)
     a = alpha_bar(scheduler, step_index, timestep).to(device=model_input.device)
     prediction_type = scheduler.config.prediction_type
     if prediction_type == "epsilon":

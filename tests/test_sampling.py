@@ -3,6 +3,7 @@ import torch
 from transformers import CLIPModel, CLIPTokenizer
 
 import date
+from date.families import SD
 from date.objective import Objective
 from date.sampling import EmbeddingUpdate
 from date.schedulers import SCHEDULERS, make_scheduler, predicted_original_sample
@@ -86,26 +87,26 @@ def test_matches_independent_reference_loop(tiny_dirs, scorer, scheduler, predic
     assert torch.allclose(ours, reference, atol=2e-4, rtol=1e-4), (ours - reference).abs().max()
 
 
-def _update_at(tiny_dirs, scorer, lr, weight_prior=0.0):
+def _update_at(tiny_dirs, scorer, lr, weight_prior=0.0, step_index=5):
+    """An update at step 5 of 10, on the tiny pipeline's own kind of denoiser call."""
     pipe = make_pipe(tiny_dirs)
     pipe.scheduler.set_timesteps(10)
     cond, uncond = pipe.encode_prompt(PROMPTS, "cpu", 1, True)
-    objective = Objective(pipe, scorer, PROMPTS, uncond, cond.clone(), 8.0, weight_prior, pipe.vae)
-    return EmbeddingUpdate(objective, 1, lr, False), cond, noise(3)
-
-
-def _gradient_and_h(update, embeds, latents, step_index):
-    objective = update.objective
-    t = objective.pipe.scheduler.timesteps[step_index]
-    model_input = objective.pipe.scheduler.scale_model_input(latents, t)
-    return objective.gradient(embeds, model_input, t, step_index, objective.unconditional(model_input, t))
+    objective = Objective(pipe, SD, pipe.unet, "sample", scorer, PROMPTS, 8.0, weight_prior, pipe.vae, 16, 16)
+    call = {"sample": noise(3), "timestep": pipe.scheduler.timesteps[step_index], "encoder_hidden_states": cond,
+            "return_dict": False}
+    uncond_call = {**call, "encoder_hidden_states": uncond}
+    embeds = objective.start(call)
+    update = EmbeddingUpdate(objective, 1, lr, False)
+    point = objective.point(call, uncond_call, step_index)
+    return (lambda c: update(c, call, uncond_call, step_index)[0]), (lambda c: objective.gradient(c, point)), embeds
 
 
 def test_update_raises_h_to_first_order(tiny_dirs, scorer):
     rho = 1e-2
-    update, cond, latents = _update_at(tiny_dirs, scorer, rho)
-    grad, before = _gradient_and_h(update, cond, latents, 5)
-    _, after = _gradient_and_h(update, update(cond, latents, 5), latents, 5)
+    update, gradient_and_h, cond = _update_at(tiny_dirs, scorer, rho)
+    grad, before = gradient_and_h(cond)
+    _, after = gradient_and_h(update(cond))
     gain = after - before
     assert (gain > 0).all()
     predicted = rho * grad.flatten(1).norm(dim=1)  # first-order gain of a step of length rho along -g
@@ -113,15 +114,15 @@ def test_update_raises_h_to_first_order(tiny_dirs, scorer):
 
 
 def test_update_moves_each_sample_by_rho(tiny_dirs, scorer):
-    update, cond, latents = _update_at(tiny_dirs, scorer, 0.7)
-    moved = (update(cond, latents, 2) - cond).flatten(1).norm(dim=1)
+    update, _, cond = _update_at(tiny_dirs, scorer, 0.7)
+    moved = (update(cond) - cond).flatten(1).norm(dim=1)
     assert torch.allclose(moved, torch.full((2,), 0.7), atol=1e-4)
 
 
 def test_weight_prior_pulls_back_towards_original(tiny_dirs, scorer):
-    update, cond, latents = _update_at(tiny_dirs, scorer, 0.5, weight_prior=1e9)
+    update, _, cond = _update_at(tiny_dirs, scorer, 0.5, weight_prior=1e9)
     drifted = cond + 0.3 * torch.randn_like(cond)
-    updated = update(drifted, latents, 2)
+    updated = update(drifted)
     # the prior dominates: the step points from the drifted embedding straight back to the original
     cos = torch.nn.functional.cosine_similarity((updated - drifted).flatten(1), (cond - drifted).flatten(1))
     assert (cos > 0.999).all()

@@ -63,7 +63,7 @@ def test_extra_flops_are_within_3_percent_of_the_floor(tiny_dirs):
 def test_the_sampling_step_reuses_the_unconditional_prediction_of_the_update(tiny_dirs, scorer):
     pipe = tiny_pipeline(tiny_dirs["tokenizer"])
     batches = []
-    pipe.unet.register_forward_hook(lambda module, args, kwargs, out: batches.append(len(args[0])), with_kwargs=True)
+    pipe.unet.register_forward_hook(lambda module, args, kwargs, out: batches.append(len(out[0])), with_kwargs=True)
     date.generate(pipe, PROMPTS, scorer, num_inference_steps=4, skip_freq=2, latents=noise(), output_type="latent",
                   update_batch_size=1)  # a forced micro-batch: the UNet takes the whole batch at once
     # update 0: c_u, c | step 0: c only | step 1: c_u + c | update 2: c_u, c | step 2: c only | step 3: c_u + c

@@ -1,0 +1,18 @@
+"""FLUX.1 (flow matching, latents packed 2×2 into tokens): `encoder_hidden_states` is T5's tokens, `pooled_projections`
+CLIP's pooled embedding; `txt_ids` / `img_ids` are positions shared by the batch. FLUX.1-dev is guidance-distilled: one
+conditional call per step, the guidance scale enters as an embedding, and DATE's x̂0 uses that single prediction."""
+from .base import Family
+
+
+def _unpack(pipe, latents, height: int, width: int):
+    return pipe._unpack_latents(latents, height, width, pipe.vae_scale_factor)
+
+
+FLUX = Family(
+    name="flux",
+    pipelines=("FluxPipeline",),
+    pooled=("pooled_projections",),
+    unbatched=("txt_ids", "img_ids"),
+    flow_matching=True,
+    unpack=_unpack,
+)
