@@ -13,7 +13,7 @@ def main() -> None:
     parser.add_argument("--ir_tokenizer", default="bert-base-uncased", help="hub id or local dir of the BERT tokenizer")
     args = parser.parse_args()
     load = functools.partial(ImageRewardScorer.from_pretrained, tokenizer=args.ir_tokenizer)
-    run(args, ScorerSpec("DATE_IR", args.ir_model, args.fp16, load))  # the official DATE-IR halves the reward model with --fp16
+    run(args, ScorerSpec("DATE_IR", args.ir_model, args.fp16 or args.dtype == "fp16", load))  # as the official DATE-IR with --fp16
 
 
 if __name__ == "__main__":

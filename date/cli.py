@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from . import distributed, outputs
 from .errors import UserInputError
+from .families import PIPELINES
 from .loading import loading, model_path
 from .memory import MicroBatch
 from .prompts import read_captions, write_captions
@@ -17,7 +18,19 @@ from .sampling import generate, update_steps
 from .schedulers import SCHEDULERS, make_scheduler
 from .scorer import Scorer
 
-STABLE_DIFFUSION = {"1.4": "CompVis/stable-diffusion-v1-4", "1.5": "stable-diffusion-v1-5/stable-diffusion-v1-5"}
+MODELS = {  # --ver_sd: the official checkpoints of every supported family
+    "1.4": "CompVis/stable-diffusion-v1-4",
+    "1.5": "stable-diffusion-v1-5/stable-diffusion-v1-5",
+    "xl": "stabilityai/stable-diffusion-xl-base-1.0",
+    "3-medium": "stabilityai/stable-diffusion-3-medium-diffusers",
+    "3.5-medium": "stabilityai/stable-diffusion-3.5-medium",
+    "3.5-large": "stabilityai/stable-diffusion-3.5-large",
+    "flux-dev": "black-forest-labs/FLUX.1-dev",
+    "flux-schnell": "black-forest-labs/FLUX.1-schnell",
+    "pixart-alpha": "PixArt-alpha/PixArt-XL-2-1024-MS",
+    "pixart-sigma": "PixArt-alpha/PixArt-Sigma-XL-2-1024-MS",
+}
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ASSETS = os.path.join(ROOT, "assets")
 TOY_MODELS = {"model": os.path.join(ASSETS, "toy", "sd"), "clip": os.path.join(ASSETS, "toy", "clip"),
@@ -45,11 +58,13 @@ class ScorerSpec:
 def generation_parser(description: str) -> Parser:
     """Flags common to every DATE generation script; defaults are the paper's command."""
     p = Parser(description=description)
-    p.add_argument("--steps", type=int, default=50, help="number of sampling steps")
-    p.add_argument("--scheduler", default="DDIM", choices=sorted(SCHEDULERS), help="sampler")
+    p.add_argument("--steps", type=int, default=None, help="number of sampling steps (default: 50 for SD 1.x/2.x, else the pipeline's)")
+    p.add_argument("--scheduler", default=None, choices=sorted(SCHEDULERS),
+                   help="sampler (default: DDIM for SD 1.x/2.x, else the model's own)")
     p.add_argument("--save_path", default="gen_images", help="parent folder of the output folder")
     p.add_argument("--bs", type=int, default=4, help="images per batch (per process)")
-    p.add_argument("--w", type=float, default=8.0, help="classifier-free guidance scale")
+    p.add_argument("--w", type=float, default=None, help="guidance scale (default: 8 for SD 1.x/2.x, else the pipeline's)")
+    p.add_argument("--size", type=int, default=None, help="image height and width in pixels (default: the model's)")
     p.add_argument("--skip_freq", type=int, default=10, help="update the embedding every skip_freq steps")
     p.add_argument("--num_upt_prompt", type=int, default=1, help="gradient steps per update")
     p.add_argument("--lr_upt_prompt", type=float, default=0.5, help="update size rho (norm of each step)")
@@ -59,8 +74,10 @@ def generation_parser(description: str) -> Parser:
     p.add_argument("--text_path", default=os.path.join(ROOT, "subset.csv"),
                    help="CSV file with a 'caption' column (default: the bundled 5,000 COCO captions)")
     p.add_argument("--num_skip", type=int, default=0, help="do not generate the first num_skip images")
-    p.add_argument("--fp16", action="store_true", help="UNet, VAE and text encoder in half precision")
-    p.add_argument("--ver_sd", default="1.5", choices=sorted(STABLE_DIFFUSION), help="Stable Diffusion version")
+    p.add_argument("--fp16", action="store_true", help="the pipeline in half precision (same as --dtype fp16)")
+    p.add_argument("--dtype", default=None, choices=sorted(DTYPES), help="the pipeline's precision (default fp32; bf16 for FLUX)")
+    p.add_argument("--update_pooled", action="store_true", help="also update the pooled text embedding (SDXL, SD3, FLUX)")
+    p.add_argument("--ver_sd", default="1.5", choices=list(MODELS), help="model shortcut (1.4, 1.5, xl, 3.5-large, flux-dev, ...)")
     p.add_argument("--model", default=None, help="pipeline hub id or local dir ('toy': the bundled toy model); overrides --ver_sd")
     p.add_argument("--skip_itrs", default="", help="update exactly at these steps, e.g. 0-10-20")
     p.add_argument("--skip_intervals", default="", help="update at steps a..b-1, e.g. 10-40")
@@ -114,14 +131,16 @@ def _update_itrs(args) -> Optional[List[int]]:
 
 
 def _validate(args) -> None:
-    for flag in ("steps", "bs", "skip_freq"):
-        if getattr(args, flag) <= 0:
+    for flag in ("steps", "bs", "skip_freq", "size"):
+        if getattr(args, flag) is not None and getattr(args, flag) <= 0:
             raise UserInputError(f"--{flag} must be positive, got {getattr(args, flag)}")
     for flag in ("max_cnt", "num_skip", "num_upt_prompt", "generate_seed"):
         if getattr(args, flag) < 0:
             raise UserInputError(f"--{flag} must not be negative, got {getattr(args, flag)}")
     if args.lr_upt_prompt < 0 or args.weight_prior < 0:
         raise UserInputError("--lr_upt_prompt and --weight_prior must not be negative")
+    if args.fp16 and args.dtype not in (None, "fp16"):
+        raise UserInputError(f"--fp16 and --dtype {args.dtype} disagree; give one of them")
     if args.lean and args.update_bs != "auto":
         raise UserInputError("--lean already sets --update_bs 1; give one of them")
     if args.x0_decoder and args.baseline:
@@ -135,14 +154,35 @@ def resolve_model(name: Optional[str], default: Optional[str], toy_key: str) -> 
     return TOY_MODELS[toy_key] if name == "toy" else (name or default)
 
 
-def load_pipeline(name: str, scheduler: str, half: bool, device: torch.device):
-    from diffusers import StableDiffusionPipeline
+def pipeline_class(name: str) -> str:
+    """The pipeline class a model folder or hub repo declares in its model_index.json, checked against the families."""
+    from diffusers import DiffusionPipeline
 
-    path = model_path(name)
-    with loading("Stable Diffusion pipeline", name):
-        pipe = StableDiffusionPipeline.from_pretrained(path, dtype=torch.float16 if half else torch.float32,
-                                                       safety_checker=None, requires_safety_checker=False)
-    pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)
+    with loading("pipeline", name):
+        class_name = DiffusionPipeline.load_config(model_path(name))["_class_name"]
+    family_of_class(class_name)
+    return class_name
+
+
+def family_of_class(class_name: str):
+    if class_name not in PIPELINES:
+        raise UserInputError(f"DATE does not support {class_name}; supported pipelines: {', '.join(sorted(PIPELINES))}")
+    return PIPELINES[class_name]
+
+
+def load_pipeline(name: str, class_name: str, scheduler: Optional[str], dtype: torch.dtype, device: torch.device):
+    import diffusers
+
+    family = family_of_class(class_name)
+    if scheduler and family.flow_matching:
+        raise UserInputError(f"--scheduler {scheduler} does not fit {class_name}, a flow-matching model; "
+                             "leave --scheduler out to use its own sampler")
+    extra = {"safety_checker": None, "requires_safety_checker": False} if family.name == "sd" else {}
+    with loading(f"{class_name}", name):
+        pipe = getattr(diffusers, class_name).from_pretrained(model_path(name), dtype=dtype, **extra)
+    scheduler = scheduler or family.default_scheduler
+    if scheduler:
+        pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 
@@ -171,31 +211,43 @@ def run(args, spec: ScorerSpec) -> str:
     """Generate (or resume generating) the images of one output folder; return its path."""
     _validate(args)
     itrs = _update_itrs(args)
-    steps = sorted(update_steps(args.steps, args.skip_freq, itrs))
     captions = read_captions(args.text_path, args.max_cnt)
-    model = resolve_model(args.model, STABLE_DIFFUSION[args.ver_sd], "model")
+    model = resolve_model(args.model, MODELS[args.ver_sd], "model")
     x0_decoder = resolve_model(args.x0_decoder, None, "x0_decoder")
     for name in (model, None if args.baseline else spec.model, x0_decoder):
         if name:
             model_path(name)
     _quiet_loading()
+    class_name = pipeline_class(model)
+    family = family_of_class(class_name)
+    dtype_name = args.dtype or ("fp16" if args.fp16 else "fp32")
+    if family.name == "flux" and dtype_name == "fp16":
+        raise UserInputError("FLUX does not run in fp16; use --dtype bf16")
     device = distributed.init(args.device)
-    pipe = load_pipeline(model, args.scheduler, args.fp16, device)
+    pipe = load_pipeline(model, class_name, args.scheduler, DTYPES[dtype_name], device)
+    default_steps, default_w = family.cli_defaults(pipe)
+    args.steps, args.w = args.steps or default_steps, default_w if args.w is None else args.w
+    size = args.size or family.default_size(pipe)
+    steps = sorted(update_steps(args.steps, args.skip_freq, itrs))
     scorer = None
     if not args.baseline:
         scorer = spec.load(spec.model, torch_dtype=torch.float16 if spec.half else torch.float32).to(device)
-    decoder = load_x0_decoder(x0_decoder, args.fp16, device) if x0_decoder else None
+    decoder = load_x0_decoder(x0_decoder, DTYPES[dtype_name], device) if x0_decoder else None
 
     prefix = "FIXED" if args.baseline else spec.prefix
-    folder = os.path.join(args.save_path, outputs.folder_name(prefix, args.scheduler, args.steps, args.w,
-                                                              args.generate_seed, args.name, x0_decoder))
+    scheduler = args.scheduler or family.default_scheduler or type(pipe.scheduler).__name__
+    model_tag = None if family.name == "sd" else (args.ver_sd if args.model is None else os.path.basename(os.path.normpath(model)))
+    folder = os.path.join(args.save_path, outputs.folder_name(prefix, scheduler, args.steps, args.w, args.generate_seed,
+                                                              args.name, x0_decoder, model_tag))
     update = None if args.baseline else {"update_steps": steps, "num_upt_prompt": args.num_upt_prompt,
                                          "lr_upt_prompt": args.lr_upt_prompt, "weight_prior": args.weight_prior,
-                                         "init_org": args.init_org, **({"x0_decoder": x0_decoder} if x0_decoder else {})}
+                                         "init_org": args.init_org, **({"x0_decoder": x0_decoder} if x0_decoder else {}),
+                                         **({"update_pooled": True} if args.update_pooled else {})}
     config = {
         "settings": {"mode": prefix, "model": model, "scorer_model": None if args.baseline else spec.model,
-                     "steps": args.steps, "scheduler": args.scheduler, "w": args.w, "generate_seed": args.generate_seed,
-                     "fp16": args.fp16, "fp16_scorer": None if args.baseline else spec.half, "update": update},
+                     "steps": args.steps, "scheduler": scheduler, "w": args.w, "generate_seed": args.generate_seed,
+                     "fp16": dtype_name == "fp16", "fp16_scorer": None if args.baseline else spec.half, "update": update,
+                     "pipeline": class_name, "dtype": dtype_name, "size": size},
         "args": vars(args),
         "versions": _versions(),
         "device": str(device),
@@ -219,7 +271,8 @@ def run(args, spec: ScorerSpec) -> str:
                 pipe, [captions[i] for i in batch], scorer, num_inference_steps=args.steps, guidance_scale=args.w,
                 skip_itrs=steps, num_upt_prompt=args.num_upt_prompt, lr_upt_prompt=args.lr_upt_prompt,
                 weight_prior=args.weight_prior, init_org=args.init_org, update_batch_size=1 if args.lean else args.update_bs,
-                gradient_checkpointing=args.grad_ckpt or args.lean, x0_decoder=decoder,
+                gradient_checkpointing=args.grad_ckpt or args.lean, x0_decoder=decoder, update_pooled=args.update_pooled,
+                height=size, width=size, **(dict(family.exact_size) if args.size else {}),
                 generator=[image_generator(args.generate_seed, i) for i in batch],
             ).images
             for index, image in zip(batch, images):

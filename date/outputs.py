@@ -12,10 +12,13 @@ from .prompts import read_captions
 
 
 def folder_name(prefix: str, scheduler: str, steps: int, w: float, seed: int, name: str | None,
-                x0_decoder: str | None = None) -> str:
-    """The official naming scheme, e.g. DATE_CLIP_scheduler_DDIM_steps_50_w_8.0_seed_6_name_TEST; fast mode (x̂0 decoded
-    by a tiny decoder, other images) adds `_x0_<decoder folder name>` before the name."""
+                x0_decoder: str | None = None, model: str | None = None) -> str:
+    """The official naming scheme, e.g. DATE_CLIP_scheduler_DDIM_steps_50_w_8.0_seed_6_name_TEST; a model of another
+    family than SD 1.x/2.x adds `_model_<shortcut or folder name>`, fast mode (x̂0 decoded by a tiny decoder, other
+    images) `_x0_<decoder folder name>`, both before the name."""
     folder = f"{prefix}_scheduler_{scheduler}_steps_{steps}_w_{w}_seed_{seed}"
+    if model:
+        folder += "_model_" + model
     if x0_decoder:
         folder += "_x0_" + os.path.basename(os.path.normpath(x0_decoder))
     return folder + (f"_name_{name}" if name else "")

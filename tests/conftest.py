@@ -16,3 +16,16 @@ from tests.tiny_models import save_tiny_models  # noqa: E402
 def tiny_dirs(tmp_path_factory) -> dict:
     """Tiny random models saved once per test session, loaded through the real `from_pretrained` paths."""
     return save_tiny_models(str(tmp_path_factory.mktemp("tiny_models")))
+
+
+@pytest.fixture(scope="session")
+def family_dirs(tiny_dirs, tmp_path_factory) -> dict:
+    """Tiny pipelines of the other families saved as local model folders (model_index.json names the class)."""
+    from tests.tiny_families import tiny_flux, tiny_pixart, tiny_sd3, tiny_sdxl
+
+    root = tmp_path_factory.mktemp("tiny_families")
+    pipes = {"sdxl": tiny_sdxl(tiny_dirs["tokenizer"]), "sd3": tiny_sd3(tiny_dirs["tokenizer"]),
+             "flux": tiny_flux(tiny_dirs["tokenizer"]), "pixart": tiny_pixart()}
+    for name, pipe in pipes.items():
+        pipe.save_pretrained(str(root / name))
+    return {name: str(root / name) for name in pipes}

@@ -16,6 +16,21 @@ def _features(output):
     return output if isinstance(output, torch.Tensor) else output.pooler_output
 
 
+def clip_h(clip_model, clip_tokenizer, prompts):
+    """h(image) = cosine of CLIP features of the image (bilinear 224, CLIP normalization) and of its prompt."""
+    tokens = clip_tokenizer(prompts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        text = _features(clip_model.get_text_features(**tokens))
+        text = text / text.norm(dim=-1, keepdim=True)
+
+    def h(image):
+        image = F.interpolate(image, size=(224, 224), mode="bilinear", align_corners=False)
+        feats = _features(clip_model.get_image_features(pixel_values=(image - MEAN) / STD))
+        return (feats / feats.norm(dim=-1, keepdim=True) * text).sum(dim=-1)
+
+    return h
+
+
 def x0_from_scheduler(scheduler, noise, t, x):
     twin = copy.deepcopy(scheduler)
     if hasattr(twin, "convert_model_output"):  # DPM-Solver: its step returns no x̂0
@@ -33,10 +48,7 @@ def reference_date(pipe, clip_model, clip_tokenizer, prompts, latents, steps, w,
     scheduler.set_timesteps(steps)
     cond, uncond = pipe.encode_prompt(prompts, "cpu", 1, True)
     cond_org = cond.clone()
-    tokens = clip_tokenizer(prompts, padding=True, return_tensors="pt")
-    with torch.no_grad():
-        text = _features(clip_model.get_text_features(**tokens))
-        text = text / text.norm(dim=-1, keepdim=True)
+    h = clip_h(clip_model, clip_tokenizer, prompts)
     n = len(prompts)
     x = latents * scheduler.init_noise_sigma
     extra = {"generator": generator} if generator is not None else {}
@@ -51,12 +63,7 @@ def reference_date(pipe, clip_model, clip_tokenizer, prompts, latents, steps, w,
                         noise_text = unet(model_input[n:], t, encoder_hidden_states=c).sample
                         noise = noise_uncond + w * (noise_text - noise_uncond)
                         x0 = x0_from_scheduler(scheduler, noise, t, x)
-                        image = vae.decode(x0 / vae.config.scaling_factor).sample / 2 + 0.5
-                        image = F.interpolate(image, size=(224, 224), mode="bilinear", align_corners=False)
-                        image = (image - MEAN) / STD
-                        feats = _features(clip_model.get_image_features(pixel_values=image))
-                        feats = feats / feats.norm(dim=-1, keepdim=True)
-                        loss = -(feats * text).sum(dim=-1)
+                        loss = -h(vae.decode(x0 / vae.config.scaling_factor).sample / 2 + 0.5)
                         if weight_prior != 0:
                             loss = loss + weight_prior * ((cond_org - c) ** 2).mean(dim=(1, 2))
                         grad = torch.autograd.grad(loss.sum(), c)[0]

@@ -200,3 +200,40 @@ def test_date_ir_end_to_end(tiny_dirs, captions_csv, tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["generate_date_ir.py", *argv_baseline])
     generate_date_ir.main()
     assert np.abs(pixels(os.path.join(out_dir(tmp_path / "out", prefix="FIXED"), "0.png")).astype(int) - fixed).max() > 0
+
+
+PIPELINE_DEFAULT_W = {"sdxl": 5.0, "sd3": 7.0, "flux": 3.5, "pixart": 4.5}
+
+
+@pytest.mark.parametrize("family", sorted(PIPELINE_DEFAULT_W))
+def test_every_family_runs_from_a_local_folder(family, family_dirs, tiny_dirs, captions_csv, tmp_path, monkeypatch):
+    argv = ["--model", family_dirs[family], "--clip_model", tiny_dirs["clip"], "--text_path", captions_csv,
+            "--save_path", str(tmp_path / "out"), "--steps", "2", "--skip_freq", "1", "--bs", "2", "--max_cnt", "2",
+            "--size", "16", "--device", "cpu"]
+    run_cli(monkeypatch, argv + (["--update_pooled"] if family != "pixart" else []))
+    tmp_path = tmp_path / "out"
+    (folder,) = os.listdir(tmp_path)
+    import json
+
+    settings = json.load(open(os.path.join(tmp_path, folder, "config.json")))["settings"]
+    assert folder.endswith(f"_model_{family}") and f"_w_{PIPELINE_DEFAULT_W[family]}_" in folder  # the pipeline's default
+    assert settings["w"] == PIPELINE_DEFAULT_W[family] and settings["size"] == 16
+    assert settings["pipeline"] == json.load(open(os.path.join(family_dirs[family], "model_index.json")))["_class_name"]
+    assert settings["update"].get("update_pooled", False) == (family != "pixart")
+    assert pixels(os.path.join(tmp_path, folder, "1.png")).shape == (16, 16, 3)
+
+
+def test_unsupported_pipeline_and_unfit_settings_are_refused(family_dirs, tiny_dirs, captions_csv, tmp_path, monkeypatch, capsys):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "model_index.json").write_text('{"_class_name": "KandinskyPipeline"}')
+    cases = [(["--model", str(other)], "does not support KandinskyPipeline"),
+             (["--model", family_dirs["flux"], "--scheduler", "DDIM"], "flow-matching"),
+             (["--model", family_dirs["flux"], "--fp16"], "FLUX does not run in fp16"),
+             (["--fp16", "--dtype", "bf16"], "disagree")]
+    for extra, message in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            run_cli(monkeypatch, base_args(tiny_dirs, captions_csv, tmp_path / "out") + extra)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_info.value.code == 2 and len(err) == 1 and err[0].startswith("error:") and message in err[0], err
+        assert not (tmp_path / "out").exists()

@@ -1,12 +1,13 @@
 """Tiny random-weight pipelines of every family DATE supports besides SD 1.x/2.x, in the real diffusers classes.
 
-Text encoders: CLIP with the real CLIP tokenizer (rebuilt offline), T5 with a small word-level vocabulary wrapped in
-`T5TokenizerFast` (no hub). Widths are the smallest the architectures accept, so a pipeline runs in a fraction of a second.
+Text encoders: CLIP with the real CLIP tokenizer (rebuilt offline), T5 with a small whole-word Unigram vocabulary
+wrapped in `T5TokenizerFast` (no hub). Widths are the smallest the architectures accept, so a pipeline runs in a fraction of a second.
 """
 import torch
 from diffusers import (
     AutoencoderKL,
     DDIMScheduler,
+    DPMSolverMultistepScheduler,
     FlowMatchEulerDiscreteScheduler,
     FluxPipeline,
     FluxTransformer2DModel,
@@ -18,7 +19,7 @@ from diffusers import (
     StableDiffusionXLPipeline,
     UNet2DConditionModel,
 )
-from tokenizers import Tokenizer, models, pre_tokenizers, processors
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import (
     CLIPTextConfig,
     CLIPTextModel,
@@ -34,17 +35,20 @@ T5_WORDS = ("a an the red green blue yellow purple white circle square triangle 
 
 
 def t5_tokenizer(max_length: int = 24) -> T5TokenizerFast:
-    words = ["<pad>", "</s>", "<unk>", *T5_WORDS]
-    tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    """A T5-style tokenizer (Unigram over whole words, Metaspace, `</s>` appended) that saves and loads like T5's."""
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [("▁" + word, -1.0) for word in T5_WORDS]
+    tokenizer = Tokenizer(models.Unigram(vocab, unk_id=2))
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.decoder = decoders.Metaspace()
     tokenizer.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
     return T5TokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
                            extra_ids=0, model_max_length=max_length)
 
 
 def t5_encoder(width: int = 32) -> T5EncoderModel:
+    """In eval mode, as `from_pretrained` leaves it: T5's dropout would make every encoding random."""
     return T5EncoderModel(T5Config(vocab_size=len(T5_WORDS) + 3, d_model=width, d_ff=2 * width, d_kv=8, num_layers=2,
-                                   num_heads=4, relative_attention_num_buckets=8))
+                                   num_heads=4, relative_attention_num_buckets=8)).eval()
 
 
 def clip_text(hidden: int = 32, projection: bool = False):
@@ -117,6 +121,6 @@ def tiny_pixart(sigma: bool = False, seed: int = 0):
     )
     cls = PixArtSigmaPipeline if sigma else PixArtAlphaPipeline
     pipe = cls(tokenizer=t5_tokenizer(), text_encoder=t5_encoder(32), vae=vae(), transformer=transformer,
-               scheduler=DDIMScheduler())
+               scheduler=DPMSolverMultistepScheduler())  # PixArt's own sampler
     pipe.set_progress_bar_config(disable=True)
     return pipe

@@ -5,6 +5,7 @@ Everything DATE does (the update rule, the objective, guidance, x̂0, memory pla
 is a few fields. Prompt encoding, guidance setup and micro-conditioning stay the pipeline's own: DATE reads the
 conditional embedding from the pipeline's first denoiser call and substitutes its updated one in every later call.
 """
+import inspect
 from dataclasses import dataclass
 from typing import Callable, Optional, Tuple
 
@@ -23,6 +24,12 @@ class Family:
     flow_matching: bool = False  # x̂0 = x_t − σ·v; the paper's DDPM-family sampler names do not apply
     unpack: Optional[Callable] = None  # (pipe, latents, height, width) -> latents in the VAE's layout
     default_size: Callable = lambda pipe: pipe.default_sample_size * pipe.vae_scale_factor
+    exact_size: Tuple[Tuple[str, object], ...] = ()  # pipeline arguments that keep a requested size as it is
+
+    def cli_defaults(self, pipe) -> Tuple[int, float]:
+        """(steps, guidance scale) when the command line gives none: the pipeline's own documented defaults."""
+        parameters = inspect.signature(pipe.__call__).parameters
+        return parameters["num_inference_steps"].default, self.default_guidance or parameters["guidance_scale"].default
 
     def latents_to_image(self, pipe, decoder, latents: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """Image in [0, 1] (no clamp) from the denoiser's latents, by the VAE or a tiny stand-in (`AutoencoderTiny`)."""

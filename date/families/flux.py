@@ -1,6 +1,9 @@
 """FLUX.1 (flow matching, latents packed 2×2 into tokens): `encoder_hidden_states` is T5's tokens, `pooled_projections`
 CLIP's pooled embedding; `txt_ids` / `img_ids` are positions shared by the batch. FLUX.1-dev is guidance-distilled: one
-conditional call per step, the guidance scale enters as an embedding, and DATE's x̂0 uses that single prediction."""
+conditional call per step, the guidance scale enters as an embedding, and DATE's x̂0 uses that single prediction.
+FLUX.1-schnell has no guidance embedding and is documented for 4 steps without guidance."""
+from typing import Tuple
+
 from .base import Family
 
 
@@ -8,7 +11,14 @@ def _unpack(pipe, latents, height: int, width: int):
     return pipe._unpack_latents(latents, height, width, pipe.vae_scale_factor)
 
 
-FLUX = Family(
+class FluxFamily(Family):
+    def cli_defaults(self, pipe) -> Tuple[int, float]:
+        if not pipe.transformer.config.guidance_embeds:  # schnell
+            return 4, 0.0
+        return super().cli_defaults(pipe)
+
+
+FLUX = FluxFamily(
     name="flux",
     pipelines=("FluxPipeline",),
     pooled=("pooled_projections",),

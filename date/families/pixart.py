@@ -7,4 +7,5 @@ PIXART = Family(
     pipelines=("PixArtAlphaPipeline", "PixArtSigmaPipeline"),
     mask="encoder_attention_mask",
     default_size=lambda pipe: pipe.transformer.config.sample_size * pipe.vae_scale_factor,
+    exact_size=(("use_resolution_binning", False),),  # else the pipeline moves a requested size to its nearest bin
 )
