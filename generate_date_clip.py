@@ -1,6 +1,4 @@
 """Generate images with DATE, h = CLIP similarity (the paper's DATE(h=CLIP))."""
-import torch
-
 from date.cli import ScorerSpec, generation_parser, resolve_model, run
 from date.clip_scorer import CLIPScorer
 from date.errors import exit_on_user_error

@@ -28,8 +28,6 @@ PROMPT = "a photograph of an astronaut riding a horse"
 
 def load(arch: str, device, dtype, scorer_dtype):
     """(pipeline, CLIP scorer, tiny decoder) on `device`."""
-    import torch
-
     from date.clip_scorer import CLIPScorer
 
     if arch == "sd15":

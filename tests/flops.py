@@ -3,7 +3,6 @@
 A plain dispatch mode rather than FlopCounterMode: the latter's module tracker hooks every module input and breaks
 `torch.autograd.grad` on leaf tensors, which DATE's update uses.
 """
-import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
