@@ -1,6 +1,6 @@
 """Generate images with DATE, h = CLIP similarity (the paper's DATE(h=CLIP))."""
 from date.cli import ScorerSpec, generation_parser, resolve_model, run
-from date.clip_scorer import CLIPScorer
+from date.scorers.clip import CLIPScorer
 from date.errors import exit_on_user_error
 
 

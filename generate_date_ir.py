@@ -3,7 +3,7 @@ import functools
 
 from date.cli import ScorerSpec, generation_parser, run
 from date.errors import exit_on_user_error
-from date.image_reward import ImageRewardScorer
+from date.scorers.image_reward import ImageRewardScorer
 
 
 @exit_on_user_error

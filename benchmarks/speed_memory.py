@@ -28,7 +28,7 @@ PROMPT = "a photograph of an astronaut riding a horse"
 
 def load(arch: str, device, dtype, scorer_dtype):
     """(pipeline, CLIP scorer, tiny decoder) on `device`."""
-    from date.clip_scorer import CLIPScorer
+    from date.scorers.clip import CLIPScorer
 
     if arch == "sd15":
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

@@ -5,7 +5,7 @@ diffusers and transformers.
 """
 import importlib
 
-_PUBLIC = {"CLIPScorer": "clip_scorer", "ImageRewardScorer": "image_reward", "Scorer": "scorer",
+_PUBLIC = {"CLIPScorer": "scorers.clip", "ImageRewardScorer": "scorers.image_reward", "Scorer": "scorers.base",
            "generate": "sampling", "update_steps": "sampling"}
 
 __all__ = sorted(_PUBLIC)

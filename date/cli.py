@@ -16,7 +16,7 @@ from .memory import MicroBatch
 from .prompts import read_captions, write_captions
 from .sampling import generate, update_steps
 from .schedulers import SCHEDULERS, make_scheduler
-from .scorer import Scorer
+from .scorers.base import Scorer
 
 MODELS = {  # --ver_sd: the official checkpoints of every supported family
     "1.4": "CompVis/stable-diffusion-v1-4",
@@ -47,12 +47,39 @@ class Parser(argparse.ArgumentParser):
 
 @dataclass
 class ScorerSpec:
-    """What differs between DATE(h=CLIP) and DATE(h=ImageReward): the folder prefix and how h is loaded."""
+    """What differs between the evaluation functions h: the folder prefix, what config.json records, how h is loaded."""
 
     prefix: str
-    model: str
+    model: str  # recorded as the scorer model
     half: bool
     load: Callable[[str, torch.dtype], Scorer]
+    sources: Optional[List[str]] = None  # model paths checked before anything loads (default: [model])
+
+
+def h_spec(args) -> ScorerSpec:
+    """`--h SPEC` and `--h_model NAME=PATH_OR_ID` as a ScorerSpec. One term of weight 1 is that h itself (same images,
+    folder and record as its own script); anything else is `date.scorers.Weighted`."""
+    from .scorers import H_MODELS, Weighted, load_scorer, parse_h, source_names
+
+    weights = parse_h(args.h)
+    sources = {}
+    for item in args.h_model:
+        name, sep, value = item.partition("=")
+        if not sep or not value or name not in source_names():
+            raise UserInputError(f"--h_model takes NAME=PATH_OR_ID with NAME one of {', '.join(source_names())}, got {item!r}")
+        sources[name] = TOY_MODELS["clip"] if (name, value) == ("clip", "toy") else value
+    half = {"clip": args.fp16_clip, "ir": args.fp16 or args.dtype == "fp16"}
+
+    def load_one(name: str) -> Scorer:
+        return load_scorer(name, sources, torch.float16 if half.get(name) else torch.float32)
+
+    checked = [path for key, path in sources.items() if key.split("_")[0] in weights]
+    if len(weights) == 1 and next(iter(weights.values())) == 1.0:
+        (name,) = weights
+        model = sources.get(name, H_MODELS[name][0])
+        return ScorerSpec(f"DATE_{name.upper()}", model, bool(half.get(name)), lambda model, torch_dtype: load_one(name), checked)
+    prefix = "DATE_" + "_".join(f"{name.upper()}{weight:g}" for name, weight in weights.items())
+    return ScorerSpec(prefix, args.h, False, lambda model, torch_dtype: Weighted(weights, {n: load_one(n) for n in weights}), checked)
 
 
 def generation_parser(description: str) -> Parser:
@@ -214,8 +241,8 @@ def run(args, spec: ScorerSpec) -> str:
     captions = read_captions(args.text_path, args.max_cnt)
     model = resolve_model(args.model, MODELS[args.ver_sd], "model")
     x0_decoder = resolve_model(args.x0_decoder, None, "x0_decoder")
-    for name in (model, None if args.baseline else spec.model, x0_decoder):
-        if name:
+    for name in (model, x0_decoder, *(() if args.baseline else spec.sources if spec.sources is not None else [spec.model])):
+        if name and not os.path.isfile(name):
             model_path(name)
     _quiet_loading()
     class_name = pipeline_class(model)

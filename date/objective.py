@@ -19,7 +19,7 @@ from .denoiser_call import Call, batch_slice, get, replaced
 from .families import Family
 from .memory import LargestStep, SavedBytes, UpdatePlan, weight_bytes
 from .schedulers import predicted_original_sample
-from .scorer import Scorer
+from .scorers.base import Scorer
 
 TEXT = ("encoder_hidden_states",)
 

@@ -16,7 +16,7 @@ from .denoiser_hook import DateHook
 from .families import family_of
 from .memory import MicroBatch, UpdatePlan, checkpointing, frozen
 from .objective import Objective, pipeline_modules
-from .scorer import Scorer
+from .scorers.base import Scorer
 from .update import update_embeddings
 
 

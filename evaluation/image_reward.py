@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from date.errors import exit_on_user_error
-from date.image_reward import DEFAULT_MODEL, DEFAULT_TOKENIZER, ImageRewardScorer, pil_to_pixels
+from date.scorers.image_reward import DEFAULT_MODEL, DEFAULT_TOKENIZER, ImageRewardScorer, pil_to_pixels
 from date.loading import model_path
 from evaluation import cli
 from evaluation.caption_metric import add_caption_metric_args, run_caption_metric

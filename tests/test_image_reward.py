@@ -1,4 +1,4 @@
-"""ImageReward (date.image_reward) against the reference implementation, plus its loader, tokenizer and evaluation CLI.
+"""ImageReward (date.scorers.image_reward) against the reference implementation, plus its loader, tokenizer and evaluation CLI.
 
 The fixture holds what the reference `image-reward` package computed on the recipe checkpoint
 (tools/make_image_reward_fixture.py); here the same checkpoint is rebuilt, loaded through our loader and must agree.
@@ -13,7 +13,7 @@ import torch
 from transformers import BertConfig
 
 from date.errors import UserInputError
-from date.image_reward import (VIT_L16_224, ImageRewardScorer, blip_tokenizer, convert_checkpoint, text_config,
+from date.scorers.image_reward import (VIT_L16_224, ImageRewardScorer, blip_tokenizer, convert_checkpoint, text_config,
                                vision_config)
 from evaluation import image_reward as image_reward_cli
 from tests import image_reward_recipe as recipe

@@ -3,7 +3,7 @@ import os
 
 import torch
 from diffusers import AutoencoderKL, AutoencoderTiny, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPTextModel, CLIPVisionConfig
+from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTextConfig, CLIPTextModel, CLIPVisionConfig
 
 from date.clip_tokenizer import save_clip_tokenizer
 
@@ -67,4 +67,5 @@ def save_tiny_models(root: str) -> dict:
     tiny_x0_decoder().save_pretrained(dirs["taesd"])
     tiny_clip(tokenizer_dir).save_pretrained(dirs["clip"])
     tokenizer.save_pretrained(dirs["clip"])
+    CLIPImageProcessor().save_pretrained(dirs["clip"])  # a complete CLIP folder: CLIP's own image preprocessing too
     return dirs

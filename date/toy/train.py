@@ -23,7 +23,7 @@ from tqdm import tqdm
 from ..clip_tokenizer import save_clip_tokenizer
 from ..errors import UserInputError, exit_on_user_error
 from ..prompts import write_captions
-from ..preprocess import to_clip_input
+from ..scorers.preprocess import to_clip_input
 from . import models
 from .data import Pairs, hard_negative, make_pairs, spatial_negative, to_unit, truth_matrix
 from .fid import FeatureNet, attribute_targets

@@ -3,7 +3,7 @@ from typing import Dict, Sequence
 
 import torch
 
-from .preprocess import to_clip_input
+from .preprocess import CLIP_SIZE, to_clip_input
 
 
 def pooled(output) -> torch.Tensor:
@@ -18,6 +18,8 @@ class Scorer(torch.nn.Module):
     normalized 224×224 images against stacked prompt encodings (`score_pixels`). `score` is the single entry point that
     DATE and the evaluation scripts use, so every h gets the same image path.
     """
+
+    input_size = CLIP_SIZE  # side of the square image the vision tower takes
 
     def __init__(self) -> None:
         super().__init__()
@@ -51,7 +53,7 @@ class Scorer(torch.nn.Module):
             prompts = [prompts]
         if len(prompts) != images.shape[0]:
             raise ValueError(f"{images.shape[0]} images but {len(prompts)} prompts")
-        pixel_values = to_clip_input(images.to(device=self.device, dtype=self.dtype))
+        pixel_values = to_clip_input(images.to(device=self.device, dtype=self.dtype), self.input_size)
         return self.score_pixels(pixel_values, self._encoded_prompts(prompts)).float()
 
     def forward(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:

@@ -13,8 +13,7 @@ import re
 from typing import Dict, Optional, Sequence, Union
 
 import torch
-from huggingface_hub import hf_hub_download
-from huggingface_hub.errors import EntryNotFoundError, StrictDataclassError
+from huggingface_hub.errors import StrictDataclassError
 from PIL import Image
 from torch import nn
 from torchvision.transforms import CenterCrop, InterpolationMode, Resize
@@ -26,10 +25,11 @@ try:
 except ImportError:
     from transformers.modeling_utils import no_init_weights  # transformers 4
 
-from .errors import UserInputError
-from .loading import loading, model_path
+from ..errors import UserInputError
+from ..loading import loading, model_path
 from .preprocess import CLIP_MEAN, CLIP_SIZE, CLIP_STD
-from .scorer import Scorer
+from .base import Scorer
+from .checkpoints import model_file, read_state_dict
 
 DEFAULT_MODEL = "THUDM/ImageReward"
 DEFAULT_TOKENIZER = "bert-base-uncased"
@@ -174,15 +174,16 @@ class ImageRewardScorer(Scorer):
         """
         source = model_path(name_or_dir)
         with loading("ImageReward", name_or_dir):
-            checkpoint_file = _model_file(source, CHECKPOINT_FILE)
-            med_file = _model_file(source, MED_CONFIG_FILE)
-            vision_file = _model_file(source, VISION_CONFIG_FILE, required=False)
+            hint = f"an ImageReward folder holds {CHECKPOINT_FILE} and {MED_CONFIG_FILE}, as the hub repo {DEFAULT_MODEL}"
+            checkpoint_file = model_file(source, CHECKPOINT_FILE, hint)
+            med_file = model_file(source, MED_CONFIG_FILE, hint)
+            vision_file = model_file(source, VISION_CONFIG_FILE, hint, required=False)
             try:
                 med = BertConfig.from_json_file(med_file)
             except StrictDataclassError as e:
                 raise UserInputError(f"{med_file}: {str(e).splitlines()[0]}") from None
             vision = vision_config(_read_json(vision_file) if vision_file else {})
-            state_dict = _read_checkpoint(checkpoint_file)
+            state_dict = read_state_dict(checkpoint_file, f"the official {CHECKPOINT_FILE}")
         with loading("tokenizer", tokenizer):
             text_tokenizer = blip_tokenizer(model_path(tokenizer))
         with no_init_weights():  # skips seconds of random init: the strict load below overwrites every weight
@@ -239,24 +240,6 @@ def blip_tokenizer(name_or_dir: str) -> BertTokenizer:
     return tokenizer
 
 
-def _model_file(source: str, filename: str, required: bool = True) -> Optional[str]:
-    """A file of the model folder or hub repo; None when an optional one is absent."""
-    if os.path.isdir(source):
-        path = os.path.join(source, filename)
-        if os.path.isfile(path):
-            return path
-        if required:
-            raise UserInputError(f"{source} has no {filename} (an ImageReward folder holds {CHECKPOINT_FILE} and "
-                                 f"{MED_CONFIG_FILE}, as the hub repo {DEFAULT_MODEL})")
-        return None
-    try:
-        return hf_hub_download(source, filename)
-    except EntryNotFoundError:
-        if required:
-            raise
-        return None
-
-
 def _read_json(path: str) -> dict:
     try:
         with open(path, encoding="utf-8") as f:
@@ -266,15 +249,5 @@ def _read_json(path: str) -> dict:
     if not isinstance(value, dict):
         raise UserInputError(f"{path} should hold a JSON object")
     return value
-
-
-def _read_checkpoint(path: str) -> Dict[str, torch.Tensor]:
-    try:
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch reports unreadable files with many exception types
-        raise UserInputError(f"cannot read checkpoint {path}: {str(e).strip().splitlines()[0]}") from None
-    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
-        raise UserInputError(f"{path} is not a state dict of tensors like the official {CHECKPOINT_FILE}")
-    return state_dict
 
 

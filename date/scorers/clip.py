@@ -2,8 +2,8 @@
 import torch
 from transformers import AutoTokenizer, CLIPModel
 
-from .loading import loading, model_path
-from .scorer import Scorer, pooled
+from ..loading import loading, model_path
+from .base import Scorer, pooled
 
 
 class CLIPScorer(Scorer):
@@ -13,6 +13,10 @@ class CLIPScorer(Scorer):
         super().__init__()
         self.model = model.eval().requires_grad_(False)
         self.tokenizer = tokenizer
+
+    def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        features = pooled(self.model.get_image_features(pixel_values=pixel_values))
+        return features / features.norm(dim=-1, keepdim=True)
 
     @classmethod
     def from_pretrained(cls, name_or_dir: str = "openai/clip-vit-large-patch14", torch_dtype: torch.dtype = torch.float32) -> "CLIPScorer":
@@ -27,6 +31,4 @@ class CLIPScorer(Scorer):
         return features / features.norm()
 
     def score_pixels(self, pixel_values: torch.Tensor, prompt_encodings: torch.Tensor) -> torch.Tensor:
-        features = pooled(self.model.get_image_features(pixel_values=pixel_values))
-        features = features / features.norm(dim=-1, keepdim=True)
-        return (features * prompt_encodings).sum(dim=-1)
+        return (self.image_features(pixel_values) * prompt_encodings).sum(dim=-1)
