@@ -59,15 +59,12 @@ class ScorerSpec:
 def h_spec(args) -> ScorerSpec:
     """`--h SPEC` and `--h_model NAME=PATH_OR_ID` as a ScorerSpec. One term of weight 1 is that h itself (same images,
     folder and record as its own script); anything else is `date.scorers.Weighted`."""
-    from .scorers import H_MODELS, Weighted, load_scorer, parse_h, source_names
+    from .scorers import H_MODELS, Weighted, load_scorer, parse_h, parse_sources
 
     weights = parse_h(args.h)
-    sources = {}
-    for item in args.h_model:
-        name, sep, value = item.partition("=")
-        if not sep or not value or name not in source_names():
-            raise UserInputError(f"--h_model takes NAME=PATH_OR_ID with NAME one of {', '.join(source_names())}, got {item!r}")
-        sources[name] = TOY_MODELS["clip"] if (name, value) == ("clip", "toy") else value
+    sources = parse_sources(args.h_model)
+    if sources.get("clip") == "toy":
+        sources["clip"] = TOY_MODELS["clip"]
     half = {"clip": args.fp16_clip, "ir": args.fp16 or args.dtype == "fp16"}
 
     def load_one(name: str) -> Scorer:

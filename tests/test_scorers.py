@@ -200,3 +200,28 @@ def test_generate_date_refuses_bad_h(extra, message, tiny_dirs, captions_csv, tm
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_info.value.code == 2 and len(err) == 1 and err[0].startswith("error:") and message in err[0], err
     assert not (tmp_path / "out").exists()
+
+
+def test_metric_scripts_save_and_average_each_reference_score(pickscore_dir, aesthetic_dir, hps_checkpoint, tiny_dirs,
+                                                              tmp_path, capsys):
+    from evaluation import h_metric
+    from tests.evaluation_helpers import CAPTIONS, make_folder
+
+    paths = make_folder(str(tmp_path / "images"), 4, seed=5)
+    pil = [Image.open(p).convert("RGB") for p in paths]
+    cases = {
+        "pickscore": ([f"pickscore={pickscore_dir}", f"pickscore_processor={pickscore_dir}"],
+                      load_scorer("pickscore", {"pickscore": pickscore_dir, "pickscore_processor": pickscore_dir})),
+        "aesthetic": ([f"aesthetic={aesthetic_dir[0]}", f"aesthetic_clip={tiny_dirs['clip']}"],
+                      load_scorer("aesthetic", {"aesthetic": aesthetic_dir[0], "aesthetic_clip": tiny_dirs["clip"]})),
+    }
+    for name, (sources, scorer) in cases.items():
+        argv = ["--img_path", str(tmp_path / "images"), "--num_eval", "4", "--bs", "3", "--device", "cpu"]
+        scores = h_metric.main(name, name, argv + [a for s in sources for a in ("--h_model", s)])
+        assert np.allclose(scores, scorer.score_pil(pil, CAPTIONS[:4]).numpy(), atol=1e-5)
+        saved = np.load(tmp_path / "images" / f"{name}_scores.npz")
+        assert np.array_equal(saved["scores"], scores)
+        assert f"Average {name}: {scores.mean():.6f}" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        h_metric.main("hps", "HPS", ["--img_path", str(tmp_path / "images"), "--h_model", "hps=/no/such/file.pt"])
+    assert exit_info.value.code == 2 and "model directory not found" in capsys.readouterr().err

@@ -22,6 +22,17 @@ def source_names() -> list:
     return [name for name, (_, extra) in H_MODELS.items() for name in (name, *extra)]
 
 
+def parse_sources(items) -> Dict[str, str]:
+    """`NAME=PATH_OR_ID` items (`--h_model`) -> {name: path}; NAME is an h or one of its extra sources."""
+    sources = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not value or name not in source_names():
+            raise UserInputError(f"--h_model takes NAME=PATH_OR_ID with NAME one of {', '.join(source_names())}, got {item!r}")
+        sources[name] = value
+    return sources
+
+
 def parse_h(spec: str) -> Dict[str, float]:
     """`clip` or `name:weight,...` (e.g. `clip:1,ir:0.5`) -> {name: weight}."""
     weights: Dict[str, float] = {}
@@ -66,4 +77,4 @@ def load_scorer(name: str, sources: Optional[Dict[str, str]] = None, torch_dtype
     return HPSScorer.from_pretrained(sources["hps"], torch_dtype=torch_dtype)
 
 
-__all__ = ["H_MODELS", "Scorer", "Weighted", "load_scorer", "parse_h", "source_names"]
+__all__ = ["H_MODELS", "Scorer", "Weighted", "load_scorer", "parse_h", "parse_sources", "source_names"]
