@@ -3,7 +3,7 @@ scores saved beside the images with a fingerprint, `Average <metric>: <x>` print
 own preprocessing (the CLIP processors', open_clip's validation transform), after being decoded as RGB."""
 import functools
 import os
-from typing import List, Sequence
+from typing import Dict, List, Sequence
 
 import numpy as np
 import torch
@@ -33,6 +33,25 @@ class HMetric:
         return self.scorer.score_pixels(pixels, self.scorer._encoded_prompts(captions)).float()
 
 
+def sources_for(name: str, items: Sequence[str]) -> Dict[str, str]:
+    """The `--h_model` items that belong to h `name`, checked (a typo fails before any image is read)."""
+    sources = {key: value for key, value in parse_sources(items).items() if key.split("_")[0] == name}
+    for path in sources.values():
+        if not os.path.isfile(path):
+            model_path(path)
+    return sources
+
+
+def fingerprint(name: str, sources: Dict[str, str]) -> str:
+    """Identifies the model of saved scores: every source, defaults included."""
+    every = {name: H_MODELS[name][0], **H_MODELS[name][1], **sources}
+    return f"{name}:" + ",".join(f"{k}={v}" for k, v in sorted(every.items()))
+
+
+def build(name: str, sources: Dict[str, str], device) -> HMetric:
+    return HMetric(load_scorer(name, sources).to(device))
+
+
 @exit_on_user_error
 def main(name: str, label: str, argv: Sequence[str] | None = None) -> np.ndarray:
     parser = cli.ArgumentParser(description=f"{label} of generated images.")
@@ -41,10 +60,6 @@ def main(name: str, label: str, argv: Sequence[str] | None = None) -> np.ndarray
     parser.add_argument("--h_model", action="append", default=[], metavar="NAME=PATH_OR_ID",
                         help=f"{name} (default {H_MODELS[name][0]}){', ' + extra if extra else ''}: hub id or local path")
     args = parser.parse_args(argv)
-    sources = {key: value for key, value in parse_sources(args.h_model).items() if key.split("_")[0] == name}
-    for path in sources.values():
-        if not os.path.isfile(path):
-            model_path(path)  # a typo fails before the images are checked
-    fingerprint = f"{name}:" + ",".join(f"{k}={v}" for k, v in sorted({**{name: H_MODELS[name][0]}, **H_MODELS[name][1], **sources}.items()))
-    return run_caption_metric(args, fingerprint, lambda device: HMetric(load_scorer(name, sources).to(device)),
+    sources = sources_for(name, args.h_model)
+    return run_caption_metric(args, fingerprint(name, sources), functools.partial(build, name, sources),
                               f"{name}_scores.npz", label)

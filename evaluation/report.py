@@ -36,7 +36,8 @@ from evaluation.stats import DEFAULT_RESAMPLES, mean_with_ci, paired_comparison
 
 FEATURES_FILE = "fid_features.npz"
 REFERENCE_FEATURES_FILE = "fid_reference_features.npz"  # all images of a reference folder, in name order
-METRICS = ("fid", "clip", "ir")
+METRICS = ("fid", "clip", "ir", "pick", "aesthetic", "hps")
+DEFAULT_METRICS = ("fid", "clip", "ir")  # the paper's Table 1
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,12 @@ class PerImageMetric:
 
 CLIP = PerImageMetric("clip_score", "CLIP score↑", clip_score.SCORE_FILE, 4)
 IMAGE_REWARD = PerImageMetric("image_reward", "ImageReward↑", "image_reward_scores.npz", 4)
+# --metrics name -> (column, h name of date.scorers); scored by evaluation/h_metric.py, only when asked for
+H_METRICS = {
+    "pick": (PerImageMetric("pick_score", "PickScore↑", "pickscore_scores.npz", 3), "pickscore"),
+    "aesthetic": (PerImageMetric("aesthetic", "Aesthetic↑", "aesthetic_scores.npz", 3), "aesthetic"),
+    "hps": (PerImageMetric("hps", "HPS v2.1↑", "hps_scores.npz", 4), "hps"),
+}
 
 
 @dataclass
@@ -141,6 +148,12 @@ class Scorers:
     def __init__(self, args, device, workers: int):
         self.args, self.device, self.workers = args, device, workers
         self.ir_backend = image_reward_backend() if "ir" in args.metrics else None
+        self.h_sources = {}
+        if set(H_METRICS) & set(args.metrics):
+            from evaluation import h_metric
+
+            self.h_sources = {H_METRICS[m][1]: h_metric.sources_for(H_METRICS[m][1], args.h_model)
+                              for m in args.metrics if m in H_METRICS}
 
     @functools.cached_property
     def _clip(self) -> clip_score.OpenCLIPScore:
@@ -167,6 +180,22 @@ class Scorers:
         return score_captioned_folder(folder.path, folder.paths, folder.captions, model_id, lambda: self._clip,
                                       CLIP.score_file, self.args.bs, self.workers, reuse=True,
                                       desc=f"CLIP score {folder.name}")
+
+    @functools.cache
+    def _h_metric(self, name: str):
+        from evaluation import h_metric
+
+        return h_metric.build(name, self.h_sources[name], self.device)
+
+    def h(self, metric: str, folder: Folder) -> np.ndarray:
+        """PickScore, aesthetic score or HPS v2.1 (evaluation/h_metric.py), saved scores reused."""
+        from evaluation import h_metric
+
+        column, name = H_METRICS[metric]
+        return score_captioned_folder(folder.path, folder.paths, folder.captions,
+                                      h_metric.fingerprint(name, self.h_sources[name]), lambda: self._h_metric(name),
+                                      column.score_file, self.args.bs, self.workers, reuse=True,
+                                      desc=f"{column.header.rstrip('↑')} {folder.name}")
 
     def image_reward(self, folder: Folder) -> np.ndarray | None:
         """Saved or computed rewards; with the default model unavailable (e.g. offline), saved ones or None."""
@@ -199,6 +228,12 @@ def _paired_columns(metric: PerImageMetric, scores: np.ndarray | None, baseline:
             f"{metric.key}_wilcoxon_p": comparison.wilcoxon_p}
 
 
+def per_image_metrics(folders: Sequence[Folder]) -> List[PerImageMetric]:
+    """CLIP score and ImageReward always (n/a when absent), then each further metric that was computed."""
+    extra = [column for column, _ in H_METRICS.values() if any(column.key in f.scores for f in folders)]
+    return [CLIP, IMAGE_REWARD, *extra]
+
+
 def table_rows(folders: Sequence[Folder], baseline: Folder | None, resamples: int = DEFAULT_RESAMPLES,
                seed: int = 0) -> List[dict]:
     """One flat dict per folder: the CSV/JSON rows, from which the Markdown tables are also drawn."""
@@ -206,7 +241,7 @@ def table_rows(folders: Sequence[Folder], baseline: Folder | None, resamples: in
     for folder in folders:
         row = {"method": folder.name, "path": folder.path, "n": len(folder.paths), "fid": folder.fid,
                "is_baseline": folder is baseline}
-        for metric in (CLIP, IMAGE_REWARD):
+        for metric in per_image_metrics(folders):
             scores = folder.scores.get(metric.key)
             row.update(_metric_columns(metric, scores, resamples, seed))
             if baseline is not None and folder is not baseline:
@@ -227,15 +262,15 @@ def _p_value(p: float) -> str:
 
 def markdown(rows: Sequence[dict]) -> str:
     """Table 1 (method, N, FID, CLIP score, ImageReward), then the paired comparisons if there is a baseline."""
-    lines = ["| Method | N | FID↓ | CLIP score↑ | ImageReward↑ |", "|---|---:|---:|---:|---:|"]
+    metrics = [m for m in (CLIP, IMAGE_REWARD, *(c for c, _ in H_METRICS.values())) if any(m.key in r for r in rows)]
+    lines = ["| Method | N | FID↓ | " + " | ".join(m.header for m in metrics) + " |", "|---|---:|---:|" + "---:|" * len(metrics)]
     for row in rows:
         fid = "n/a" if row["fid"] is None else f"{row['fid']:.2f}"
         name = f"{row['method']} (baseline)" if row["is_baseline"] else row["method"]
-        lines.append(f"| {name} | {row['n']} | {fid} | {_mean_ci(row, CLIP.key, CLIP.digits)} | "
-                     f"{_mean_ci(row, IMAGE_REWARD.key, IMAGE_REWARD.digits)} |")
+        lines.append(f"| {name} | {row['n']} | {fid} | " + " | ".join(_mean_ci(row, m.key, m.digits) for m in metrics) + " |")
     lines.append("")
     lines.append("Means with 95% bootstrap intervals over prompts; FID is a set-level number (no interval).")
-    paired = [(row, metric) for row in rows for metric in (CLIP, IMAGE_REWARD) if f"{metric.key}_diff" in row]
+    paired = [(row, metric) for row in rows for metric in metrics if f"{metric.key}_diff" in row]
     if paired:
         baseline = next(row["method"] for row in rows if row["is_baseline"])
         lines += ["", f"Paired against {baseline} (same prompts):", "",
@@ -283,7 +318,11 @@ def _parse_args(argv: Sequence[str] | None):
     parser.add_argument("--num_eval", type=cli.positive_int, default=5000, help="evaluate images 0 .. num_eval-1")
     parser.add_argument("--text_path", default=None,
                         help="caption CSV for every folder (default: each folder's own subset.csv, else ./subset.csv)")
-    parser.add_argument("--metrics", nargs="+", choices=METRICS, default=list(METRICS), help="metrics to compute")
+    parser.add_argument("--metrics", nargs="+", choices=METRICS, default=list(DEFAULT_METRICS),
+                        help="metrics to compute (default: fid clip ir, the paper's; also pick aesthetic hps)")
+    parser.add_argument("--h_model", action="append", default=[], metavar="NAME=PATH_OR_ID",
+                        help="model of pick/aesthetic/hps, as in generate_date.py (pickscore, pickscore_processor, "
+                             "aesthetic, aesthetic_clip, hps)")
     parser.add_argument("--clip_model", default=clip_score.DEFAULT_MODEL,
                         help="OpenCLIP architecture or local directory")
     parser.add_argument("--clip_pretrained", default=clip_score.DEFAULT_PRETRAINED,
@@ -317,7 +356,7 @@ def main(argv: Sequence[str] | None = None) -> List[dict]:
     args = _parse_args(argv)
     device, workers = cli.pick_device(args.device), cli.num_workers(args)
     # every input is checked before the first model is loaded
-    need_captions = bool({"clip", "ir"} & set(args.metrics))
+    need_captions = bool(set(METRICS[1:]) & set(args.metrics))
     folders = _open_folders(_with_baseline_first(args.dirs, args.baseline), args.num_eval, args.text_path,
                             need_captions)
     baseline = folders[0] if args.baseline is not None else None
@@ -334,6 +373,8 @@ def main(argv: Sequence[str] | None = None) -> List[dict]:
             folder.scores[CLIP.key] = scorers.clip(folder)
         if "ir" in args.metrics:
             folder.scores[IMAGE_REWARD.key] = scorers.image_reward(folder)
+        for metric in (m for m in args.metrics if m in H_METRICS):
+            folder.scores[H_METRICS[metric][0].key] = scorers.h(metric, folder)
         if reference is not None:
             folder.fid = folder_fid(folder, reference, features)
 

@@ -111,24 +111,49 @@ def hps_checkpoint(tmp_path_factory):
     return str(path)
 
 
-def test_hps_matches_the_hpsv2_scoring(hps_checkpoint):
+def test_hps_scores_the_cosine_and_is_differentiable_in_the_image(hps_checkpoint):
     from date.scorers.hps import HPSScorer
 
     scorer = HPSScorer.from_pretrained(hps_checkpoint, architecture=TINY_CLIP)
-    model, _, preprocess = open_clip.create_model_and_transforms(TINY_CLIP, pretrained=None)
+    model = open_clip.create_model(TINY_CLIP, pretrained=None)
     model.load_state_dict(torch.load(hps_checkpoint, weights_only=True)["state_dict"])
     model.eval()
     tokenizer = open_clip.get_tokenizer(TINY_CLIP)
-    pil = images(2)
-    with torch.no_grad():  # hpsv2's score(): normalized features, diagonal of image @ text.T, one image at a time
-        reference = torch.stack([
-            torch.diagonal(model.encode_image(preprocess(im)[None], normalize=True)
-                           @ model.encode_text(tokenizer([p]), normalize=True).T)[0]
-            for im, p in zip(pil, PROMPTS)])
-    assert torch.allclose(scorer.score_pil(pil, PROMPTS), reference, atol=1e-5)
-    x = pixels(pil).requires_grad_(True)
-    scorer.score(x, PROMPTS).sum().backward()  # differentiable in the image
+    x = pixels(images(2)).requires_grad_(True)
+    with torch.no_grad():  # DATE's path: to_clip_input at the model's size, then hpsv2's formula
+        image = model.encode_image(to_clip_input(x.detach(), scorer.input_size), normalize=True)
+        text = model.encode_text(tokenizer(PROMPTS), normalize=True)
+    assert torch.allclose(scorer.score(x, PROMPTS), torch.diagonal(image @ text.T), atol=1e-5)
+    scorer.score(x, PROMPTS).sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_hps_matches_the_recorded_hpsv2_reference(tmp_path):
+    """tools/make_hps_fixture.py ran the `hpsv2` package's own `score` on the recipe checkpoint; we must agree."""
+    import json
+
+    from date.scorers.hps import HPSScorer
+    from tests import hps_recipe as recipe
+
+    with open(os.path.join(os.path.dirname(__file__), "fixtures", "hps_reference.json")) as f:
+        fixture = json.load(f)
+    recipe.register(open_clip)
+    shapes = {k: tuple(v.shape) for k, v in open_clip.create_model(recipe.ARCHITECTURE).state_dict().items()}
+    checkpoint = recipe.make_checkpoint(shapes)
+    recorded = fixture["checkpoint_fingerprint"]
+    assert sorted(recorded) == sorted(checkpoint["state_dict"])  # the same keys as the reference's model
+    for key, values in recipe.fingerprint(checkpoint["state_dict"]).items():
+        assert np.allclose(values, recorded[key], rtol=1e-9, atol=1e-9), key
+    torch.save(checkpoint, tmp_path / HPS_FILE)
+    scorer = HPSScorer.from_pretrained(str(tmp_path / HPS_FILE), architecture=recipe.ARCHITECTURE)
+    images = recipe.rgb_images()
+    ours = [float(scorer.score_pil([images[i]], [recipe.PROMPTS[p]])[0]) for i, p in fixture["pil_cases"]]
+    assert np.allclose(ours, fixture["pil_scores"], atol=1e-5, rtol=0), (ours, fixture["pil_scores"])
+    pixels = recipe.pixel_values()
+    with torch.no_grad():
+        ours = [float(scorer.score_pixels(pixels[k : k + 1], scorer._encoded_prompts([recipe.PROMPTS[p]]))[0])
+                for k, p in enumerate(fixture["pixel_cases"])]
+    assert np.allclose(ours, fixture["pixel_scores"], atol=1e-5, rtol=0), (ours, fixture["pixel_scores"])
 
 
 def test_weighted_sum_and_its_checks(tiny_dirs):
@@ -225,3 +250,58 @@ def test_metric_scripts_save_and_average_each_reference_score(pickscore_dir, aes
     with pytest.raises(SystemExit) as exit_info:
         h_metric.main("hps", "HPS", ["--img_path", str(tmp_path / "images"), "--h_model", "hps=/no/such/file.pt"])
     assert exit_info.value.code == 2 and "model directory not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # the checkpoint of another architecture: one line, not a traceback
+        h_metric.main("hps", "HPS", ["--img_path", str(tmp_path / "images"), "--h_model", f"hps={hps_checkpoint}",
+                                     "--h_model", "hps_arch=RN50", "--num_eval", "4", "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and err[-1].startswith("error:") and "does not fit open_clip RN50" in err[-1]
+
+
+def test_report_adds_pickscore_aesthetic_and_hps_columns(pickscore_dir, aesthetic_dir, hps_checkpoint, tiny_dirs,
+                                                         tmp_path, capsys):
+    from evaluation import report
+    from evaluation.stats import paired_comparison
+    from tests.evaluation_helpers import CAPTIONS, make_folder
+
+    base, ours = str(tmp_path / "baseline"), str(tmp_path / "date")
+    make_folder(base, 4, seed=0)
+    make_folder(ours, 4, seed=1, brightness=60)
+    sources = [f"pickscore={pickscore_dir}", f"pickscore_processor={pickscore_dir}", f"aesthetic={aesthetic_dir[0]}",
+               f"aesthetic_clip={tiny_dirs['clip']}", f"hps={hps_checkpoint}", f"hps_arch={TINY_CLIP}"]
+    argv = [ours, "--baseline", base, "--metrics", "pick", "aesthetic", "hps", "--num_eval", "4", "--num_workers", "0",
+            "--resamples", "200", "--out", str(tmp_path / "table.md"), *[a for s in sources for a in ("--h_model", s)]]
+    rows = report.main(argv)
+    table = capsys.readouterr().out
+    assert "| PickScore↑ | Aesthetic↑ | HPS v2.1↑ |" in table and "| date | PickScore |" in table
+    pick = load_scorer("pickscore", {"pickscore": pickscore_dir, "pickscore_processor": pickscore_dir})
+    for row, folder in zip(rows, (base, ours)):
+        pil = [Image.open(os.path.join(folder, f"{k}.png")).convert("RGB") for k in range(4)]
+        assert row["pick_score"] == pytest.approx(float(pick.score_pil(pil, CAPTIONS[:4]).mean()), abs=1e-5)
+        assert row["aesthetic"] is not None and row["hps"] is not None
+    saved = {name: np.load(os.path.join(folder, f"{name}_scores.npz"))["scores"]
+             for name, folder in (("pickscore", base), ("hps", ours))}
+    assert saved["pickscore"].shape == (4,) and saved["hps"].shape == (4,)
+    diff = paired_comparison(saved["hps"], np.load(os.path.join(base, "hps_scores.npz"))["scores"], 200, 0)
+    assert rows[1]["hps_diff"] == pytest.approx(diff.mean_diff, abs=1e-6)
+
+
+def test_toy_clip_weighted_with_itself_gives_the_toy_clip_images():
+    """The toy world's check: h_toy and 1·h_toy + 0.5·h_toy lead DATE to the same images (its step is normalized)."""
+    import date
+    from diffusers import StableDiffusionPipeline
+
+    from date.cli import TOY_MODELS
+
+    pipe = StableDiffusionPipeline.from_pretrained(TOY_MODELS["model"])
+    pipe.set_progress_bar_config(disable=True)
+    toy = load_scorer("clip", {"clip": TOY_MODELS["clip"]})
+    prompts = ["a red circle", "a blue square on the left", "a green triangle above a white circle", "a yellow square"]
+    latents = torch.randn(4, 8, 8, 8, generator=torch.Generator().manual_seed(0))
+
+    def sample(scorer):
+        return date.generate(pipe, prompts, scorer, num_inference_steps=10, skip_freq=5, latents=latents,
+                             output_type="np").images
+
+    alone, mixed = sample(toy), sample(Weighted({"a": 1.0, "b": 0.5}, {"a": toy, "b": toy}))
+    assert np.abs(alone - sample(None)).max() > 10 / 255  # DATE changed the images
+    assert np.abs(alone - mixed).max() < 1e-4

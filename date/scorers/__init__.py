@@ -14,7 +14,7 @@ H_MODELS = {
     "ir": ("THUDM/ImageReward", {"ir_tokenizer": "bert-base-uncased"}),
     "pickscore": ("yuvalkirstain/PickScore_v1", {"pickscore_processor": "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"}),
     "aesthetic": ("camenduru/improved-aesthetic-predictor", {"aesthetic_clip": "openai/clip-vit-large-patch14"}),
-    "hps": ("xswu/HPSv2", {}),
+    "hps": ("xswu/HPSv2", {"hps_arch": "ViT-H-14"}),
 }
 
 
@@ -74,7 +74,7 @@ def load_scorer(name: str, sources: Optional[Dict[str, str]] = None, torch_dtype
         return AestheticScorer.from_pretrained(sources["aesthetic"], clip=sources["aesthetic_clip"], torch_dtype=torch_dtype)
     from .hps import HPSScorer
 
-    return HPSScorer.from_pretrained(sources["hps"], torch_dtype=torch_dtype)
+    return HPSScorer.from_pretrained(sources["hps"], architecture=sources["hps_arch"], torch_dtype=torch_dtype)
 
 
 __all__ = ["H_MODELS", "Scorer", "Weighted", "load_scorer", "parse_h", "parse_sources", "source_names"]
