@@ -15,17 +15,12 @@ from evaluation import cli
 from evaluation.caption_metric import add_caption_metric_args, run_caption_metric
 
 
-def _processor_pixels(processor, image) -> torch.Tensor:
-    return processor(images=image, return_tensors="pt").pixel_values[0]
-
-
 class HMetric:
     """A scorer as caption_metric wants it: loader workers run `transform` (the reference's preprocessing)."""
 
     def __init__(self, scorer: Scorer) -> None:
         self.scorer = scorer
-        processor = getattr(scorer, "processor", None)
-        self.transform = functools.partial(_processor_pixels, processor) if processor is not None else scorer.preprocess
+        self.transform = scorer.preprocess
 
     @torch.no_grad()
     def score_batch(self, images: List[torch.Tensor], captions: List[str]) -> torch.Tensor:

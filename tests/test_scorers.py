@@ -82,18 +82,42 @@ def aesthetic_dir(tiny_dirs, tmp_path_factory):
     return str(folder), mlp.eval()
 
 
-def test_aesthetic_matches_simple_inference(aesthetic_dir, tiny_dirs):
+def test_aesthetic_differentiable_path_and_prompt_blindness(aesthetic_dir, tiny_dirs):
     folder, mlp = aesthetic_dir
     scorer = load_scorer("aesthetic", {"aesthetic": folder, "aesthetic_clip": tiny_dirs["clip"]})
-    model, processor = CLIPModel.from_pretrained(tiny_dirs["clip"]).eval(), AutoProcessor.from_pretrained(tiny_dirs["clip"])
-    pil = images(1)
-    with torch.no_grad():  # simple_inference.py: CLIP image embedding, L2-normalized in numpy, through the MLP
-        features = model.get_image_features(**processor(images=pil, return_tensors="pt"))
-        features = getattr(features, "pooler_output", features).numpy()
-        normalized = features / np.linalg.norm(features, 2, axis=-1, keepdims=True)
-        reference = mlp(torch.from_numpy(normalized).float()).squeeze(-1)
-    assert torch.allclose(scorer.score_pil(pil, PROMPTS), reference, atol=1e-5)
-    assert torch.equal(scorer.score(pixels(pil), PROMPTS), scorer.score(pixels(pil), ["other", "prompts", "entirely"]))
+    model = CLIPModel.from_pretrained(tiny_dirs["clip"]).eval()
+    x = pixels(images(1))
+    with torch.no_grad():  # DATE's path: to_clip_input, CLIP image embedding, L2 normalization, the MLP
+        features = model.get_image_features(pixel_values=to_clip_input(x))
+        features = getattr(features, "pooler_output", features)
+        expected = mlp(features / features.norm(dim=-1, keepdim=True)).squeeze(-1)
+    assert torch.allclose(scorer.score(x, PROMPTS), expected, atol=1e-6)
+    assert torch.equal(scorer.score(x, PROMPTS), scorer.score(x, ["other", "prompts", "entirely"]))
+
+
+def test_aesthetic_matches_the_recorded_laion_reference(tmp_path):
+    """tools/make_aesthetic_fixture.py ran simple_inference.py's steps with OpenAI's `clip`; we must agree."""
+    import json
+
+    from tests import aesthetic_recipe as recipe
+    from tests.hps_recipe import rgb_images
+
+    with open(os.path.join(os.path.dirname(__file__), "fixtures", "aesthetic_reference.json")) as f:
+        fixture = json.load(f)
+    openai = recipe.openai_state_dict({k: tuple(v) for k, v in fixture["clip_shapes"].items()})
+    for key, values in recipe.fingerprint(openai).items():
+        assert np.allclose(values, fixture["clip_fingerprint"][key], rtol=1e-9, atol=1e-9), key
+    clip = recipe.to_transformers(openai)
+    clip.save_pretrained(tmp_path / "clip")
+    CLIPImageProcessor().save_pretrained(tmp_path / "clip")  # its defaults are OpenAI CLIP's preprocessing
+    torch.save(recipe.mlp_state_dict(), tmp_path / AESTHETIC_FILE)
+    scorer = load_scorer("aesthetic", {"aesthetic": str(tmp_path / AESTHETIC_FILE), "aesthetic_clip": str(tmp_path / "clip")})
+    images = rgb_images()
+    ours = scorer.score_pil([images[i] for i in fixture["pil_cases"]], ["ignored"] * len(fixture["pil_cases"]))
+    assert np.allclose(ours.numpy(), fixture["pil_scores"], atol=1e-5, rtol=0), (ours, fixture["pil_scores"])
+    with torch.no_grad():
+        ours = scorer.score_pixels(recipe.pixel_values(), None)
+    assert np.allclose(ours.numpy(), fixture["pixel_scores"], atol=1e-5, rtol=0), (ours, fixture["pixel_scores"])
 
 
 def test_aesthetic_refuses_another_checkpoint(tmp_path, tiny_dirs):

@@ -5,16 +5,16 @@ as in the predictor's `simple_inference.py`. It ignores the prompt. The MLP is b
 shrunken checkpoint of the same layout loads too.
 """
 import os
-from typing import Dict, Sequence
+from typing import Dict
 
 import torch
-from PIL import Image
-from transformers import AutoProcessor, CLIPModel
+from transformers import CLIPModel
 
 from ..errors import UserInputError
 from ..loading import loading, model_path
 from .base import Scorer, pooled
 from .checkpoints import model_file, read_state_dict
+from .preprocess import openai_clip_pixels
 
 DEFAULT_PREDICTOR = "camenduru/improved-aesthetic-predictor"
 CHECKPOINT_FILE = "sac+logos+ava1-l14-linearMSE.pth"
@@ -40,11 +40,12 @@ def predictor_mlp(state_dict: Dict[str, torch.Tensor]) -> torch.nn.Sequential:
 
 
 class AestheticScorer(Scorer):
-    def __init__(self, clip: CLIPModel, mlp: torch.nn.Sequential, processor=None) -> None:
+    preprocess = staticmethod(openai_clip_pixels)  # the reference's: OpenAI `clip` package's transform
+
+    def __init__(self, clip: CLIPModel, mlp: torch.nn.Sequential) -> None:
         super().__init__()
         self.clip = clip.eval().requires_grad_(False)
         self.mlp = mlp.eval().requires_grad_(False)
-        self.processor = processor
 
     @classmethod
     def from_pretrained(cls, predictor: str = DEFAULT_PREDICTOR, clip: str = DEFAULT_CLIP,
@@ -56,8 +57,7 @@ class AestheticScorer(Scorer):
             mlp = predictor_mlp(read_state_dict(path, CHECKPOINT_FILE))
         with loading("CLIP for the aesthetic predictor", clip):
             model = CLIPModel.from_pretrained(model_path(clip), dtype=torch_dtype)
-            processor = AutoProcessor.from_pretrained(model_path(clip))
-        return cls(model, mlp.to(torch_dtype), processor)
+        return cls(model, mlp.to(torch_dtype))
 
     def encode_prompt(self, prompt: str) -> torch.Tensor:
         return torch.zeros(0, device=self.device)  # the aesthetic score ignores the prompt
@@ -65,9 +65,3 @@ class AestheticScorer(Scorer):
     def score_pixels(self, pixel_values: torch.Tensor, prompt_encodings: torch.Tensor) -> torch.Tensor:
         features = pooled(self.clip.get_image_features(pixel_values=pixel_values))
         return self.mlp(features / features.norm(dim=-1, keepdim=True)).squeeze(-1)
-
-    @torch.no_grad()
-    def score_pil(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> torch.Tensor:
-        """The reference's path: CLIP's own preprocessing (shorter side to 224 bicubic, center crop). (B,) float32."""
-        pixels = self.processor(images=list(images), return_tensors="pt").pixel_values
-        return self.score_pixels(pixels.to(self.device, self.dtype), None).float()

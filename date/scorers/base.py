@@ -20,6 +20,7 @@ class Scorer(torch.nn.Module):
     """
 
     input_size = CLIP_SIZE  # side of the square image the vision tower takes
+    preprocess = None  # PIL image -> the tower's input, as the reference's evaluation prepares it (score_pil)
 
     def __init__(self) -> None:
         super().__init__()
@@ -55,6 +56,12 @@ class Scorer(torch.nn.Module):
             raise ValueError(f"{images.shape[0]} images but {len(prompts)} prompts")
         pixel_values = to_clip_input(images.to(device=self.device, dtype=self.dtype), self.input_size)
         return self.score_pixels(pixel_values, self._encoded_prompts(prompts)).float()
+
+    @torch.no_grad()
+    def score_pil(self, images: Sequence, prompts: Sequence[str]) -> torch.Tensor:
+        """h of PIL images through the reference's own evaluation preprocessing (`preprocess`). (B,) float32."""
+        pixels = torch.stack([self.preprocess(image) for image in images]).to(self.device, self.dtype)
+        return self.score_pixels(pixels, self._encoded_prompts(list(prompts))).float()
 
     def forward(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
         return self.score(images, prompts)

@@ -7,8 +7,6 @@ zero-padded (`hps_pixels`); the recorded reference fixture tells the two apart.
 """
 import functools
 import os
-from typing import Sequence
-
 import open_clip
 import torch
 import torchvision.transforms.functional as TF
@@ -72,9 +70,3 @@ class HPSScorer(Scorer):
     def score_pixels(self, pixel_values: torch.Tensor, prompt_encodings: torch.Tensor) -> torch.Tensor:
         features = self.model.encode_image(pixel_values)
         return (features / features.norm(dim=-1, keepdim=True) * prompt_encodings).sum(dim=-1)
-
-    @torch.no_grad()
-    def score_pil(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> torch.Tensor:
-        """The reference's evaluation path (`hps_pixels`). (B,) float32."""
-        pixels = torch.stack([self.preprocess(image) for image in images])
-        return self.score_pixels(pixels.to(self.device, self.dtype), self._encoded_prompts(list(prompts))).float()

@@ -3,14 +3,14 @@
 The reference (the model card's inference code) scores logit_scale.exp() · cos(image, text), about 21–23 on real images;
 we report it on that scale. Its processor (and tokenizer) is LAION's CLIP-H one.
 """
-from typing import Sequence
+import functools
 
 import torch
-from PIL import Image
 from transformers import AutoProcessor, CLIPModel
 
 from ..loading import loading, model_path
 from .clip import CLIPScorer
+from .preprocess import processor_pixels
 
 DEFAULT_MODEL = "yuvalkirstain/PickScore_v1"
 DEFAULT_PROCESSOR = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
@@ -19,7 +19,7 @@ DEFAULT_PROCESSOR = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
 class PickScoreScorer(CLIPScorer):
     def __init__(self, model: CLIPModel, processor) -> None:
         super().__init__(model, processor.tokenizer)
-        self.processor = processor
+        self.preprocess = functools.partial(processor_pixels, processor.image_processor)  # the reference's own
 
     @classmethod
     def from_pretrained(cls, name_or_dir: str = DEFAULT_MODEL, processor: str = DEFAULT_PROCESSOR,
@@ -31,9 +31,3 @@ class PickScoreScorer(CLIPScorer):
 
     def score_pixels(self, pixel_values: torch.Tensor, prompt_encodings: torch.Tensor) -> torch.Tensor:
         return self.model.logit_scale.exp() * super().score_pixels(pixel_values, prompt_encodings)
-
-    @torch.no_grad()
-    def score_pil(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> torch.Tensor:
-        """The reference's evaluation path: the CLIP-H processor's own resize, crop and normalization. (B,) float32."""
-        pixels = self.processor(images=list(images), return_tensors="pt").pixel_values
-        return self.score_pixels(pixels.to(self.device, self.dtype), self._encoded_prompts(list(prompts))).float()

@@ -17,3 +17,18 @@ def to_clip_input(images: torch.Tensor, size: int = CLIP_SIZE) -> torch.Tensor:
     mean = images.new_tensor(CLIP_MEAN).view(1, 3, 1, 1)
     std = images.new_tensor(CLIP_STD).view(1, 3, 1, 1)
     return (images - mean) / std
+
+
+def openai_clip_pixels(image, size: int = CLIP_SIZE) -> torch.Tensor:
+    """OpenAI CLIP's evaluation preprocessing of a PIL image (its `clip` package's transform): shorter side to `size`
+    (bicubic, on the PIL image), center crop, RGB, CLIP normalization."""
+    import torchvision.transforms.functional as TF
+    from torchvision.transforms import InterpolationMode
+
+    image = TF.center_crop(TF.resize(image, size, InterpolationMode.BICUBIC), size)
+    return TF.normalize(TF.to_tensor(image.convert("RGB")), CLIP_MEAN, CLIP_STD)
+
+
+def processor_pixels(processor, image) -> torch.Tensor:
+    """A transformers image processor's input for one PIL image (picklable with functools.partial, for loaders)."""
+    return processor(images=image, return_tensors="pt").pixel_values[0]
