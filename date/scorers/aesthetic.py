@@ -4,7 +4,6 @@ An MLP 768→1024→128→64→16→1 (dropout between the first layers) on the 
 as in the predictor's `simple_inference.py`. It ignores the prompt. The MLP is built from the checkpoint's shapes, so a
 shrunken checkpoint of the same layout loads too.
 """
-import os
 from typing import Dict
 
 import torch
@@ -13,7 +12,7 @@ from transformers import CLIPModel
 from ..errors import UserInputError
 from ..loading import loading, model_path
 from .base import Scorer, pooled
-from .checkpoints import model_file, read_state_dict
+from .checkpoints import load_checkpoint
 from .preprocess import openai_clip_pixels
 
 DEFAULT_PREDICTOR = "camenduru/improved-aesthetic-predictor"
@@ -51,10 +50,8 @@ class AestheticScorer(Scorer):
     def from_pretrained(cls, predictor: str = DEFAULT_PREDICTOR, clip: str = DEFAULT_CLIP,
                         torch_dtype: torch.dtype = torch.float32) -> "AestheticScorer":
         """`predictor`: the .pth file, a folder holding it, or a hub repo; `clip`: CLIP ViT-L/14 (hub id or folder)."""
-        source = predictor if os.path.isfile(predictor) else model_path(predictor)
-        with loading("aesthetic predictor", predictor):
-            path = model_file(source, CHECKPOINT_FILE, f"the LAION predictor's {CHECKPOINT_FILE}")
-            mlp = predictor_mlp(read_state_dict(path, CHECKPOINT_FILE))
+        _, state_dict = load_checkpoint(predictor, CHECKPOINT_FILE, "the LAION aesthetic predictor")
+        mlp = predictor_mlp(state_dict)
         with loading("CLIP for the aesthetic predictor", clip):
             model = CLIPModel.from_pretrained(model_path(clip), dtype=torch_dtype)
         return cls(model, mlp.to(torch_dtype))

@@ -1,12 +1,13 @@
 """Reward-model files: from a local folder (or file) or a hub repo, read as plain state dicts; a bad one is one line."""
 import os
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import torch
 from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError
 
 from ..errors import UserInputError
+from ..loading import loading, model_path
 
 
 def model_file(source: str, filename: str, hint: str, required: bool = True) -> Optional[str]:
@@ -40,3 +41,13 @@ def read_state_dict(path: str, expected: str, key: Optional[str] = None) -> Dict
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise UserInputError(f"{path} is not a state dict of tensors like {expected}")
     return state_dict
+
+
+def load_checkpoint(name_or_path: str, filename: str, what: str,
+                    key: Optional[str] = None) -> Tuple[str, Dict[str, torch.Tensor]]:
+    """(path, state dict) of `filename` given as the file itself, a folder holding it or a hub repo; any problem is one
+    line naming `what`."""
+    source = name_or_path if os.path.isfile(name_or_path) else model_path(name_or_path)
+    with loading(what, name_or_path):
+        path = model_file(source, filename, f"{what}'s {filename}")
+        return path, read_state_dict(path, filename, key)

@@ -6,7 +6,6 @@ preprocessing is not open_clip's usual one (shorter side + center crop) but the 
 zero-padded (`hps_pixels`); the recorded reference fixture tells the two apart.
 """
 import functools
-import os
 import open_clip
 import torch
 import torchvision.transforms.functional as TF
@@ -14,9 +13,8 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode
 
 from ..errors import UserInputError
-from ..loading import loading, model_path
 from .base import Scorer
-from .checkpoints import model_file, read_state_dict
+from .checkpoints import load_checkpoint
 from .preprocess import CLIP_MEAN, CLIP_STD
 
 DEFAULT_CHECKPOINT = "xswu/HPSv2"
@@ -51,16 +49,16 @@ class HPSScorer(Scorer):
     def from_pretrained(cls, checkpoint: str = DEFAULT_CHECKPOINT, architecture: str = ARCHITECTURE,
                         torch_dtype: torch.dtype = torch.float32) -> "HPSScorer":
         """`checkpoint`: the .pt file, a folder holding it, or a hub repo; `architecture`: an open_clip model name."""
-        source = checkpoint if os.path.isfile(checkpoint) else model_path(checkpoint)
-        with loading("HPS v2.1", checkpoint):
-            path = model_file(source, CHECKPOINT_FILE, f"HPS v2.1's {CHECKPOINT_FILE}")
-            state_dict = read_state_dict(path, CHECKPOINT_FILE, key="state_dict")
+        path, state_dict = load_checkpoint(checkpoint, CHECKPOINT_FILE, "HPS v2.1", key="state_dict")
+        try:
             model = open_clip.create_model(architecture, pretrained=None)
-            try:
-                model.load_state_dict({k.removeprefix("module."): v for k, v in state_dict.items()})
-            except RuntimeError as e:
-                raise UserInputError(f"{path} does not fit open_clip {architecture}: "
-                                     f"{str(e).strip().splitlines()[1].strip()[:200]}") from None
+        except RuntimeError as e:  # open_clip's word for an unknown model name
+            raise UserInputError(f"open_clip architecture {architecture!r}: {str(e).split('. Available')[0]}") from None
+        try:
+            model.load_state_dict({k.removeprefix("module."): v for k, v in state_dict.items()})
+        except RuntimeError as e:
+            raise UserInputError(f"{path} does not fit open_clip {architecture}: "
+                                 f"{str(e).strip().splitlines()[1].strip()[:200]}") from None
         return cls(model.to(torch_dtype), open_clip.get_tokenizer(architecture))
 
     def encode_prompt(self, prompt: str) -> torch.Tensor:
