@@ -1,5 +1,7 @@
 """The generation command shared by generate_date_clip.py and generate_date_ir.py: flags, validation, the batch loop."""
 import argparse
+import contextlib
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -50,10 +52,31 @@ class ScorerSpec:
     """What differs between the evaluation functions h: the folder prefix, what config.json records, how h is loaded."""
 
     prefix: str
-    model: str  # recorded as the scorer model
+    model: Optional[str]  # recorded as the scorer model
     half: bool
-    load: Callable[[str, torch.dtype], Scorer]
+    load: Optional[Callable[[str, torch.dtype], Scorer]]  # None: a method without h (EBCA)
     sources: Optional[List[str]] = None  # model paths checked before anything loads (default: [model])
+    method: Optional[dict] = None  # a baseline method's name and settings, recorded in config.json
+    around: Optional[Callable] = None  # (pipe) -> context manager the sampling runs in (the method's processors)
+
+
+def ebca_spec(args) -> ScorerSpec:
+    """EBCA: no h; the pipeline's cross-attention layers update their context (`date.methods.ebca`)."""
+    from .methods.ebca import energy_cross_attention
+
+    if args.h is not None or args.h_model:
+        raise UserInputError("--method ebca uses no evaluation function: leave out --h and --h_model")
+    for flag in ("gamma_attn", "gamma_norm"):
+        if not math.isfinite(getattr(args, flag)):
+            raise UserInputError(f"--{flag} must be a finite number, got {getattr(args, flag)}")
+    settings = {"name": "ebca", "gamma_attn": args.gamma_attn, "gamma_norm": args.gamma_norm}
+
+    def around(pipe):
+        if not hasattr(pipe, "unet"):
+            raise UserInputError(f"--method ebca needs a UNet pipeline (SD 1.x/2.x, SDXL), not {type(pipe).__name__}")
+        return energy_cross_attention(pipe.unet, args.gamma_attn, args.gamma_norm)
+
+    return ScorerSpec("EBCA", None, False, None, [], settings, around)
 
 
 def h_spec(args) -> ScorerSpec:
@@ -61,7 +84,9 @@ def h_spec(args) -> ScorerSpec:
     folder and record as its own script); anything else is `date.scorers.Weighted`."""
     from .scorers import H_MODELS, Weighted, load_scorer, parse_h, parse_sources
 
-    weights = parse_h(args.h)
+    if args.method == "ebca":
+        return ebca_spec(args)
+    weights = parse_h(args.h or "clip")
     sources = parse_sources(args.h_model)
     if sources.get("clip") == "toy":
         sources["clip"] = TOY_MODELS["clip"]
@@ -167,8 +192,6 @@ def _validate(args) -> None:
         raise UserInputError(f"--fp16 and --dtype {args.dtype} disagree; give one of them")
     if args.lean and args.update_bs != "auto":
         raise UserInputError("--lean already sets --update_bs 1; give one of them")
-    if args.x0_decoder and args.baseline:
-        raise UserInputError("--x0_decoder decodes inside updates; --baseline makes none")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UserInputError("--device cuda asked for, but no CUDA GPU is available (use --device cpu)")
 
@@ -238,7 +261,10 @@ def run(args, spec: ScorerSpec) -> str:
     captions = read_captions(args.text_path, args.max_cnt)
     model = resolve_model(args.model, MODELS[args.ver_sd], "model")
     x0_decoder = resolve_model(args.x0_decoder, None, "x0_decoder")
-    for name in (model, x0_decoder, *(() if args.baseline else spec.sources if spec.sources is not None else [spec.model])):
+    with_h = not args.baseline and spec.load is not None
+    if x0_decoder and not with_h:
+        raise UserInputError("--x0_decoder decodes x̂0 inside DATE's updates; this run makes none")
+    for name in (model, x0_decoder, *(() if not with_h else spec.sources if spec.sources is not None else [spec.model])):
         if name and not os.path.isfile(name):
             model_path(name)
     _quiet_loading()
@@ -254,8 +280,9 @@ def run(args, spec: ScorerSpec) -> str:
     size = args.size or family.default_size(pipe)
     steps = sorted(update_steps(args.steps, args.skip_freq, itrs))
     scorer = None
-    if not args.baseline:
+    if with_h:
         scorer = spec.load(spec.model, torch_dtype=torch.float16 if spec.half else torch.float32).to(device)
+    method = contextlib.nullcontext() if args.baseline or spec.around is None else spec.around(pipe)
     decoder = load_x0_decoder(x0_decoder, DTYPES[dtype_name], device) if x0_decoder else None
 
     prefix = "FIXED" if args.baseline else spec.prefix
@@ -263,15 +290,16 @@ def run(args, spec: ScorerSpec) -> str:
     model_tag = None if family.name == "sd" else (args.ver_sd if args.model is None else os.path.basename(os.path.normpath(model)))
     folder = os.path.join(args.save_path, outputs.folder_name(prefix, scheduler, args.steps, args.w, args.generate_seed,
                                                               args.name, x0_decoder, model_tag))
-    update = None if args.baseline else {"update_steps": steps, "num_upt_prompt": args.num_upt_prompt,
+    update = None if not with_h else {"update_steps": steps, "num_upt_prompt": args.num_upt_prompt,
                                          "lr_upt_prompt": args.lr_upt_prompt, "weight_prior": args.weight_prior,
                                          "init_org": args.init_org, **({"x0_decoder": x0_decoder} if x0_decoder else {}),
                                          **({"update_pooled": True} if args.update_pooled else {})}
     config = {
-        "settings": {"mode": prefix, "model": model, "scorer_model": None if args.baseline else spec.model,
+        "settings": {"mode": prefix, "model": model, "scorer_model": spec.model if with_h else None,
                      "steps": args.steps, "scheduler": scheduler, "w": args.w, "generate_seed": args.generate_seed,
                      "fp16": dtype_name == "fp16", "fp16_scorer": None if args.baseline else spec.half, "update": update,
-                     "pipeline": class_name, "dtype": dtype_name, "size": size},
+                     "pipeline": class_name, "dtype": dtype_name, "size": size,
+                     **({"method": spec.method} if spec.method and not args.baseline else {})},
         "args": vars(args),
         "versions": _versions(),
         "device": str(device),
@@ -288,7 +316,7 @@ def run(args, spec: ScorerSpec) -> str:
 
     mine = list(range(args.num_skip, len(captions)))[distributed.rank()::distributed.world_size()]
     todo = outputs.pending(folder, mine)
-    with tqdm(total=len(todo), unit="img", disable=distributed.rank() != 0, desc=prefix) as bar:
+    with method, tqdm(total=len(todo), unit="img", disable=distributed.rank() != 0, desc=prefix) as bar:
         for start in range(0, len(todo), args.bs):
             batch = todo[start : start + args.bs]
             images = generate(

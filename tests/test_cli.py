@@ -145,7 +145,7 @@ BAD_INPUTS = {
     "word micro-batch": (["--update_bs", "many"], "--update_bs"),
     "lean with a micro-batch": (["--lean", "--update_bs", "2"], "--lean"),
     "missing tiny decoder dir": (["--x0_decoder", "./no/such/taesd"], "model directory not found"),
-    "tiny decoder without updates": (["--baseline", "--x0_decoder", "toy"], "--baseline"),
+    "tiny decoder without updates": (["--baseline", "--x0_decoder", "toy"], "makes none"),
 }
 
 

@@ -1,0 +1,1 @@
+"""Test-time baselines DATE is compared with, on the same stock pipelines and harness."""
