@@ -1,6 +1,8 @@
 """The generation command shared by generate_date_clip.py and generate_date_ir.py: flags, validation, the batch loop."""
 import argparse
 import contextlib
+import dataclasses
+import functools
 import math
 import os
 import sys
@@ -58,6 +60,7 @@ class ScorerSpec:
     sources: Optional[List[str]] = None  # model paths checked before anything loads (default: [model])
     method: Optional[dict] = None  # a baseline method's name and settings, recorded in config.json
     around: Optional[Callable] = None  # (pipe) -> context manager the sampling runs in (the method's processors)
+    sample: Optional[Callable] = None  # a baseline's sampling function in place of DATE's (pipe, prompts, scorer, ...)
 
 
 def ebca_spec(args) -> ScorerSpec:
@@ -99,9 +102,37 @@ def h_spec(args) -> ScorerSpec:
     if len(weights) == 1 and next(iter(weights.values())) == 1.0:
         (name,) = weights
         model = sources.get(name, H_MODELS[name][0])
-        return ScorerSpec(f"DATE_{name.upper()}", model, bool(half.get(name)), lambda model, torch_dtype: load_one(name), checked)
-    prefix = "DATE_" + "_".join(f"{name.upper()}{weight:g}" for name, weight in weights.items())
-    return ScorerSpec(prefix, args.h, False, lambda model, torch_dtype: Weighted(weights, {n: load_one(n) for n in weights}), checked)
+        spec = ScorerSpec(f"DATE_{name.upper()}", model, bool(half.get(name)), lambda model, torch_dtype: load_one(name), checked)
+    else:
+        prefix = "DATE_" + "_".join(f"{name.upper()}{weight:g}" for name, weight in weights.items())
+        spec = ScorerSpec(prefix, args.h, False, lambda model, torch_dtype: Weighted(weights, {n: load_one(n) for n in weights}), checked)
+    return ug_spec(args, spec) if args.method == "ug" else spec
+
+
+def ug_spec(args, spec: ScorerSpec) -> ScorerSpec:
+    """Universal Guidance by the same h (`date.methods.universal_guidance`), flags named as in the official code."""
+    from .methods import universal_guidance
+
+    if not math.isfinite(args.optim_forward_guidance_wt) or not math.isfinite(args.optim_lr) or args.optim_lr <= 0:
+        raise UserInputError("--optim_forward_guidance_wt and --optim_lr must be finite (and the rate positive)")
+    if args.optim_num_steps < 1 or args.optim_max_iters < 0:
+        raise UserInputError("--optim_num_steps must be at least 1 and --optim_max_iters not negative")
+    backward = args.optim_max_iters if args.optim_backward_guidance else 0
+    settings = {"name": "ug", "optim_forward_guidance_wt": args.optim_forward_guidance_wt,
+                "optim_num_steps": args.optim_num_steps, "optim_backward_guidance": args.optim_backward_guidance,
+                "optim_max_iters": backward, "optim_lr": args.optim_lr}
+    sample = functools.partial(universal_guidance.generate, guidance_weight=args.optim_forward_guidance_wt,
+                               recurrence=args.optim_num_steps, backward_steps=backward, backward_lr=args.optim_lr)
+
+    def around(pipe):
+        try:
+            universal_guidance.check(pipe, args.w)
+        except ValueError as e:
+            raise UserInputError(f"--method ug: {e}") from None
+        return contextlib.nullcontext()
+
+    return dataclasses.replace(spec, prefix="UG_" + spec.prefix.removeprefix("DATE_"), method=settings, sample=sample,
+                               around=around)
 
 
 def generation_parser(description: str) -> Parser:
@@ -290,7 +321,7 @@ def run(args, spec: ScorerSpec) -> str:
     model_tag = None if family.name == "sd" else (args.ver_sd if args.model is None else os.path.basename(os.path.normpath(model)))
     folder = os.path.join(args.save_path, outputs.folder_name(prefix, scheduler, args.steps, args.w, args.generate_seed,
                                                               args.name, x0_decoder, model_tag))
-    update = None if not with_h else {"update_steps": steps, "num_upt_prompt": args.num_upt_prompt,
+    update = None if not with_h or spec.sample is not None else {"update_steps": steps, "num_upt_prompt": args.num_upt_prompt,
                                          "lr_upt_prompt": args.lr_upt_prompt, "weight_prior": args.weight_prior,
                                          "init_org": args.init_org, **({"x0_decoder": x0_decoder} if x0_decoder else {}),
                                          **({"update_pooled": True} if args.update_pooled else {})}
@@ -319,14 +350,19 @@ def run(args, spec: ScorerSpec) -> str:
     with method, tqdm(total=len(todo), unit="img", disable=distributed.rank() != 0, desc=prefix) as bar:
         for start in range(0, len(todo), args.bs):
             batch = todo[start : start + args.bs]
-            images = generate(
-                pipe, [captions[i] for i in batch], scorer, num_inference_steps=args.steps, guidance_scale=args.w,
-                skip_itrs=steps, num_upt_prompt=args.num_upt_prompt, lr_upt_prompt=args.lr_upt_prompt,
-                weight_prior=args.weight_prior, init_org=args.init_org, update_batch_size=1 if args.lean else args.update_bs,
-                gradient_checkpointing=args.grad_ckpt or args.lean, x0_decoder=decoder, update_pooled=args.update_pooled,
-                height=size, width=size, **(dict(family.exact_size) if args.size else {}),
-                generator=[image_generator(args.generate_seed, i) for i in batch],
-            ).images
+            common = dict(num_inference_steps=args.steps, guidance_scale=args.w, height=size, width=size,
+                          generator=[image_generator(args.generate_seed, i) for i in batch],
+                          **(dict(family.exact_size) if args.size else {}))
+            prompts = [captions[i] for i in batch]
+            if spec.sample is not None and not args.baseline:
+                images = spec.sample(pipe, prompts, scorer, **common).images
+            else:
+                images = generate(
+                    pipe, prompts, scorer, skip_itrs=steps, num_upt_prompt=args.num_upt_prompt,
+                    lr_upt_prompt=args.lr_upt_prompt, weight_prior=args.weight_prior, init_org=args.init_org,
+                    update_batch_size=1 if args.lean else args.update_bs, gradient_checkpointing=args.grad_ckpt or args.lean,
+                    x0_decoder=decoder, update_pooled=args.update_pooled, **common,
+                ).images
             for index, image in zip(batch, images):
                 outputs.save_image(image, outputs.image_path(folder, index))
             bar.update(len(batch))
