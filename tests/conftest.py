@@ -29,3 +29,20 @@ def family_dirs(tiny_dirs, tmp_path_factory) -> dict:
     for name, pipe in pipes.items():
         pipe.save_pretrained(str(root / name))
     return {name: str(root / name) for name in pipes}
+
+
+@pytest.fixture
+def generate_date_cli(tiny_dirs, tmp_path, monkeypatch):
+    """Run generate_date.py in process on the tiny pipeline and two captions: run(*flags, save=folder)."""
+    import generate_date
+    from date.prompts import write_captions
+
+    captions = str(tmp_path / "captions.csv")
+    write_captions(captions, ["a red circle on the left", "a photo of a dog on a beach"])
+
+    def run(*flags, save=tmp_path / "out"):
+        monkeypatch.setattr(sys, "argv", ["generate_date.py", "--model", tiny_dirs["sd"], "--text_path", captions,
+                                          "--steps", "3", "--bs", "2", "--device", "cpu", "--save_path", str(save), *flags])
+        generate_date.main()
+
+    return run

@@ -81,37 +81,25 @@ def test_context_update_matches_the_transcription(tiny_dirs, gammas):
                                                  attn.heads, *gammas), atol=1e-5, rtol=1e-5)
 
 
-def test_generate_date_method_ebca(tiny_dirs, family_dirs, tmp_path, monkeypatch, capsys):
+def test_generate_date_method_ebca(tiny_dirs, family_dirs, tmp_path, capsys, generate_date_cli):
     import json
-    import os
-    import sys
 
     import numpy as np
+    from diffusers import StableDiffusionPipeline
     from PIL import Image
 
-    import generate_date
     from date.cli import image_generator
-    from date.prompts import write_captions
+    from date.schedulers import make_scheduler
+    from tests.evaluation_helpers import assert_one_line_error
 
-    captions = str(tmp_path / "captions.csv")
-    write_captions(captions, PROMPTS)
-    base = ["--model", tiny_dirs["sd"], "--text_path", captions, "--steps", "3", "--bs", "2", "--device", "cpu",
-            "--method", "ebca", "--gamma_attn", "0.3", "--gamma_norm", "0.1"]
-
-    def cli(*extra, save=tmp_path / "out"):
-        monkeypatch.setattr(sys, "argv", ["generate_date.py", *base, "--save_path", str(save), *extra])
-        generate_date.main()
-
-    cli()
+    flags = ["--method", "ebca", "--gamma_attn", "0.3", "--gamma_norm", "0.1"]
+    generate_date_cli(*flags)
+    capsys.readouterr()  # the successful run's output
     folder = tmp_path / "out" / "EBCA_scheduler_DDIM_steps_3_w_8.0_seed_6"
     settings = json.load(open(folder / "config.json"))["settings"]
     assert settings["method"] == {"name": "ebca", "gamma_attn": 0.3, "gamma_norm": 0.1} and settings["update"] is None
-    from diffusers import StableDiffusionPipeline
-
     pipe = StableDiffusionPipeline.from_pretrained(tiny_dirs["sd"], safety_checker=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
-    from date.schedulers import make_scheduler
-
     pipe.scheduler = make_scheduler("DDIM", pipe.scheduler.config)
     expected = ebca.generate(pipe, PROMPTS, gamma_attn=0.3, gamma_norm=0.1, num_inference_steps=3,
                              generator=[image_generator(6, k) for k in range(2)]).images
@@ -120,7 +108,6 @@ def test_generate_date_method_ebca(tiny_dirs, family_dirs, tmp_path, monkeypatch
     for extra, message in [(["--h", "clip"], "uses no evaluation function"), (["--gamma_attn", "nan"], "finite"),
                            (["--model", family_dirs["flux"]], "needs a UNet pipeline")]:
         with pytest.raises(SystemExit) as exit_info:
-            cli(*extra, save=tmp_path / "bad")
-        err = capsys.readouterr().err.strip().splitlines()
-        assert exit_info.value.code == 2 and err[-1].startswith("error:") and message in err[-1], err
-        assert not (tmp_path / "bad").exists() or not os.listdir(tmp_path / "bad")
+            generate_date_cli(*flags, *extra, save=tmp_path / "bad")
+        assert_one_line_error(capsys, exit_info, message)
+        assert not (tmp_path / "bad").exists()

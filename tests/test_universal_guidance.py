@@ -99,30 +99,21 @@ def test_only_sd_with_ddim(tiny_dirs):
         ug.generate(pipe, PROMPTS, date.CLIPScorer.from_pretrained(tiny_dirs["clip"]), num_inference_steps=2)
 
 
-def test_generate_date_method_ug(tiny_dirs, tmp_path, monkeypatch, capsys):
+def test_generate_date_method_ug(tiny_dirs, tmp_path, capsys, generate_date_cli):
     import json
-    import sys
 
     import numpy as np
     from diffusers import StableDiffusionPipeline
     from PIL import Image
 
-    import generate_date
     from date.cli import image_generator
-    from date.prompts import write_captions
     from date.schedulers import make_scheduler
+    from tests.evaluation_helpers import assert_one_line_error
 
-    captions = str(tmp_path / "captions.csv")
-    write_captions(captions, PROMPTS)
-    base = ["--model", tiny_dirs["sd"], "--text_path", captions, "--steps", "3", "--bs", "2", "--device", "cpu",
-            "--method", "ug", "--h_model", f"clip={tiny_dirs['clip']}", "--optim_forward_guidance_wt", "40",
-            "--optim_num_steps", "2"]
-
-    def cli(*extra, save=tmp_path / "out"):
-        monkeypatch.setattr(sys, "argv", ["generate_date.py", *base, "--save_path", str(save), *extra])
-        generate_date.main()
-
-    cli()
+    flags = ["--method", "ug", "--h_model", f"clip={tiny_dirs['clip']}", "--optim_forward_guidance_wt", "40",
+             "--optim_num_steps", "2"]
+    generate_date_cli(*flags)
+    capsys.readouterr()  # the successful run's output
     folder = tmp_path / "out" / "UG_CLIP_scheduler_DDIM_steps_3_w_8.0_seed_6"
     settings = json.load(open(folder / "config.json"))["settings"]
     assert settings["method"]["name"] == "ug" and settings["method"]["optim_num_steps"] == 2 and settings["update"] is None
@@ -136,7 +127,6 @@ def test_generate_date_method_ug(tiny_dirs, tmp_path, monkeypatch, capsys):
         assert np.array_equal(np.asarray(Image.open(folder / f"{k}.png")), np.asarray(expected[k]))
     for extra, message in [(["--scheduler", "DPM"], "DDIM"), (["--w", "1"], "w > 1"), (["--optim_num_steps", "0"], "at least 1")]:
         with pytest.raises(SystemExit) as exit_info:
-            cli(*extra, save=tmp_path / "bad")
-        err = capsys.readouterr().err.strip().splitlines()
-        assert exit_info.value.code == 2 and err[-1].startswith("error:") and message in err[-1], err
+            generate_date_cli(*flags, *extra, save=tmp_path / "bad")
+        assert_one_line_error(capsys, exit_info, message)
         assert not (tmp_path / "bad").exists()
