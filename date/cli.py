@@ -3,7 +3,6 @@ import argparse
 import contextlib
 import dataclasses
 import functools
-import math
 import os
 import sys
 from dataclasses import dataclass
@@ -13,13 +12,15 @@ import torch
 from tqdm import tqdm
 
 from . import distributed, outputs
-from .errors import UserInputError
+from .errors import StoppedRun, UserInputError
 from .families import PIPELINES
+from .flags import Parser, finite_float, non_negative_float, non_negative_int, positive_int
 from .loading import loading, model_path
 from .memory import MicroBatch
 from .prompts import read_captions, write_captions
 from .sampling import generate, update_steps
 from .schedulers import SCHEDULERS, make_scheduler
+from .sheets import trajectory_strip
 from .scorers.base import Scorer
 
 MODELS = {  # --ver_sd: the official checkpoints of every supported family
@@ -39,14 +40,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ASSETS = os.path.join(ROOT, "assets")
 TOY_MODELS = {"model": os.path.join(ASSETS, "toy", "sd"), "clip": os.path.join(ASSETS, "toy", "clip"),
               "x0_decoder": os.path.join(ASSETS, "toy", "taesd")}
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse that reports a bad flag in one line (no usage dump) with exit code 2."""
-
-    def error(self, message: str) -> None:
-        print(f"error: {message}", file=sys.stderr)
-        sys.exit(2)
 
 
 @dataclass
@@ -69,9 +62,6 @@ def ebca_spec(args) -> ScorerSpec:
 
     if args.h is not None or args.h_model:
         raise UserInputError("--method ebca uses no evaluation function: leave out --h and --h_model")
-    for flag in ("gamma_attn", "gamma_norm"):
-        if not math.isfinite(getattr(args, flag)):
-            raise UserInputError(f"--{flag} must be a finite number, got {getattr(args, flag)}")
     settings = {"name": "ebca", "gamma_attn": args.gamma_attn, "gamma_norm": args.gamma_norm}
 
     def around(pipe):
@@ -113,10 +103,6 @@ def ug_spec(args, spec: ScorerSpec) -> ScorerSpec:
     """Universal Guidance by the same h (`date.methods.universal_guidance`), flags named as in the official code."""
     from .methods import universal_guidance
 
-    if not math.isfinite(args.optim_forward_guidance_wt) or not math.isfinite(args.optim_lr) or args.optim_lr <= 0:
-        raise UserInputError("--optim_forward_guidance_wt and --optim_lr must be finite (and the rate positive)")
-    if args.optim_num_steps < 1 or args.optim_max_iters < 0:
-        raise UserInputError("--optim_num_steps must be at least 1 and --optim_max_iters not negative")
     backward = args.optim_max_iters if args.optim_backward_guidance else 0
     settings = {"name": "ug", "optim_forward_guidance_wt": args.optim_forward_guidance_wt,
                 "optim_num_steps": args.optim_num_steps, "optim_backward_guidance": args.optim_backward_guidance,
@@ -138,22 +124,22 @@ def ug_spec(args, spec: ScorerSpec) -> ScorerSpec:
 def generation_parser(description: str) -> Parser:
     """Flags common to every DATE generation script; defaults are the paper's command."""
     p = Parser(description=description)
-    p.add_argument("--steps", type=int, default=None, help="number of sampling steps (default: 50 for SD 1.x/2.x, else the pipeline's)")
+    p.add_argument("--steps", type=positive_int, default=None, help="number of sampling steps (default: 50 for SD 1.x/2.x, else the pipeline's)")
     p.add_argument("--scheduler", default=None, choices=sorted(SCHEDULERS),
                    help="sampler (default: DDIM for SD 1.x/2.x, else the model's own)")
     p.add_argument("--save_path", default="gen_images", help="parent folder of the output folder")
-    p.add_argument("--bs", type=int, default=4, help="images per batch (per process)")
-    p.add_argument("--w", type=float, default=None, help="guidance scale (default: 8 for SD 1.x/2.x, else the pipeline's)")
-    p.add_argument("--size", type=int, default=None, help="image height and width in pixels (default: the model's)")
-    p.add_argument("--skip_freq", type=int, default=10, help="update the embedding every skip_freq steps")
-    p.add_argument("--num_upt_prompt", type=int, default=1, help="gradient steps per update")
-    p.add_argument("--lr_upt_prompt", type=float, default=0.5, help="update size rho (norm of each step)")
+    p.add_argument("--bs", type=positive_int, default=4, help="images per batch (per process)")
+    p.add_argument("--w", type=finite_float, default=None, help="guidance scale (default: 8 for SD 1.x/2.x, else the pipeline's)")
+    p.add_argument("--size", type=positive_int, default=None, help="image height and width in pixels (default: the model's)")
+    p.add_argument("--skip_freq", type=positive_int, default=10, help="update the embedding every skip_freq steps")
+    p.add_argument("--num_upt_prompt", type=non_negative_int, default=1, help="gradient steps per update")
+    p.add_argument("--lr_upt_prompt", type=non_negative_float, default=0.5, help="update size rho (norm of each step)")
     p.add_argument("--name", default=None, help="suffix of the output folder name")
-    p.add_argument("--generate_seed", type=int, default=6, help="seed; image k's noise depends on (seed, k) only")
-    p.add_argument("--max_cnt", type=int, default=5000, help="number of captions to use")
+    p.add_argument("--generate_seed", type=non_negative_int, default=6, help="seed; image k's noise depends on (seed, k) only")
+    p.add_argument("--max_cnt", type=non_negative_int, default=5000, help="number of captions to use")
     p.add_argument("--text_path", default=os.path.join(ROOT, "subset.csv"),
                    help="CSV file with a 'caption' column (default: the bundled 5,000 COCO captions)")
-    p.add_argument("--num_skip", type=int, default=0, help="do not generate the first num_skip images")
+    p.add_argument("--num_skip", type=non_negative_int, default=0, help="do not generate the first num_skip images")
     p.add_argument("--fp16", action="store_true", help="the pipeline in half precision (same as --dtype fp16)")
     p.add_argument("--dtype", default=None, choices=sorted(DTYPES), help="the pipeline's precision (default fp32; bf16 for FLUX)")
     p.add_argument("--update_pooled", action="store_true", help="also update the pooled text embedding (SDXL, SD3, FLUX)")
@@ -161,9 +147,13 @@ def generation_parser(description: str) -> Parser:
     p.add_argument("--model", default=None, help="pipeline hub id or local dir ('toy': the bundled toy model); overrides --ver_sd")
     p.add_argument("--skip_itrs", default="", help="update exactly at these steps, e.g. 0-10-20")
     p.add_argument("--skip_intervals", default="", help="update at steps a..b-1, e.g. 10-40")
-    p.add_argument("--weight_prior", type=float, default=0.0, help="weight of the L2 prior to the original embedding")
+    p.add_argument("--weight_prior", type=non_negative_float, default=0.0, help="weight of the L2 prior to the original embedding")
     p.add_argument("--init_org", action="store_true", help="each update starts from the original embedding")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cuda or cpu")
+    p.add_argument("--save_trajectory", action="store_true", help="also save <k>_trajectory.png per image: x̂0 before and "
+                   "after every update, with h (one more decode per update; same images)")
+    p.add_argument("--dry_run", action="store_true", help="check the flags, caption file and model names, say what "
+                   "would run, and stop (loads no model, writes nothing)")
     p.add_argument("--baseline", action="store_true", help="fixed embeddings (no update, no scorer)")
     p.add_argument("--update_bs", type=_micro_batch, default="auto",
                    help="images per decoder + scorer backward in an update: 'auto' (fits 2.5x fixed sampling's peak) or a number (same images)")
@@ -211,20 +201,21 @@ def _update_itrs(args) -> Optional[List[int]]:
 
 
 def _validate(args) -> None:
-    for flag in ("steps", "bs", "skip_freq", "size"):
-        if getattr(args, flag) is not None and getattr(args, flag) <= 0:
-            raise UserInputError(f"--{flag} must be positive, got {getattr(args, flag)}")
-    for flag in ("max_cnt", "num_skip", "num_upt_prompt", "generate_seed"):
-        if getattr(args, flag) < 0:
-            raise UserInputError(f"--{flag} must not be negative, got {getattr(args, flag)}")
-    if args.lr_upt_prompt < 0 or args.weight_prior < 0:
-        raise UserInputError("--lr_upt_prompt and --weight_prior must not be negative")
+    """Checks across flags (each flag's own range is checked by its type when parsed)."""
+    if args.max_cnt == 0:
+        raise UserInputError("--max_cnt 0 leaves nothing to generate")
     if args.fp16 and args.dtype not in (None, "fp16"):
         raise UserInputError(f"--fp16 and --dtype {args.dtype} disagree; give one of them")
     if args.lean and args.update_bs != "auto":
         raise UserInputError("--lean already sets --update_bs 1; give one of them")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        raise UserInputError(f"--device must be cpu, cuda or cuda:<index>, got {args.device!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
         raise UserInputError("--device cuda asked for, but no CUDA GPU is available (use --device cpu)")
+    if device.type not in ("cpu", "cuda"):
+        raise UserInputError(f"--device must be cpu, cuda or cuda:<index>, got {args.device!r}")
 
 
 def resolve_model(name: Optional[str], default: Optional[str], toy_key: str) -> Optional[str]:
@@ -252,9 +243,6 @@ def load_pipeline(name: str, class_name: str, scheduler: Optional[str], dtype: t
     import diffusers
 
     family = family_of_class(class_name)
-    if scheduler and family.flow_matching:
-        raise UserInputError(f"--scheduler {scheduler} does not fit {class_name}, a flow-matching model; "
-                             "leave --scheduler out to use its own sampler")
     extra = {"safety_checker": None, "requires_safety_checker": False} if family.name == "sd" else {}
     with loading(f"{class_name}", name):
         pipe = getattr(diffusers, class_name).from_pretrained(model_path(name), dtype=dtype, **extra)
@@ -285,25 +273,65 @@ def _warn_long_captions(tokenizer, captions: List[str]) -> None:
                   file=sys.stderr)
 
 
-def run(args, spec: ScorerSpec) -> str:
-    """Generate (or resume generating) the images of one output folder; return its path."""
+@dataclass
+class RunPlan:
+    """What a run will do, checked before any model is loaded or any file written (all that `--dry_run` does)."""
+
+    captions: List[str]
+    model: str
+    class_name: str
+    x0_decoder: Optional[str]
+    update_itrs: Optional[List[int]]
+    with_h: bool
+
+    def summary(self, args, spec: ScorerSpec) -> str:
+        todo = len(self.captions) - args.num_skip
+        method = "fixed embeddings" if args.baseline else (spec.method or {}).get("name", "date")
+        return (f"would generate {todo} images ({len(self.captions)} captions from {args.text_path}, first "
+                f"{args.num_skip} skipped) with {self.class_name} from {self.model}, method {method}"
+                + (f", h from {spec.model}" if self.with_h and spec.model else "") + f", under {args.save_path}")
+
+
+def plan_run(args, spec: ScorerSpec) -> RunPlan:
+    """Every check that needs no model weights: flags, the caption file, model names, the pipeline class."""
     _validate(args)
     itrs = _update_itrs(args)
     captions = read_captions(args.text_path, args.max_cnt)
+    if args.num_skip >= len(captions):
+        raise UserInputError(f"--num_skip {args.num_skip} skips all {len(captions)} captions: nothing to generate")
     model = resolve_model(args.model, MODELS[args.ver_sd], "model")
     x0_decoder = resolve_model(args.x0_decoder, None, "x0_decoder")
     with_h = not args.baseline and spec.load is not None
     if x0_decoder and not with_h:
         raise UserInputError("--x0_decoder decodes x̂0 inside DATE's updates; this run makes none")
+    if args.save_trajectory and (not with_h or spec.sample is not None):
+        raise UserInputError("--save_trajectory shows DATE's embedding updates; this run makes none")
     for name in (model, x0_decoder, *(() if not with_h else spec.sources if spec.sources is not None else [spec.model])):
         if name and not os.path.isfile(name):
             model_path(name)
-    _quiet_loading()
     class_name = pipeline_class(model)
     family = family_of_class(class_name)
-    dtype_name = args.dtype or ("fp16" if args.fp16 else "fp32")
-    if family.name == "flux" and dtype_name == "fp16":
+    if family.name == "flux" and (args.dtype or ("fp16" if args.fp16 else "fp32")) == "fp16":
         raise UserInputError("FLUX does not run in fp16; use --dtype bf16")
+    if args.size and args.size % family.size_multiple:
+        raise UserInputError(f"--size must be a multiple of {family.size_multiple} for {class_name}, got {args.size}")
+    if args.scheduler and family.flow_matching:
+        raise UserInputError(f"--scheduler {args.scheduler} does not fit {class_name}, a flow-matching model; "
+                             "leave --scheduler out to use its own sampler")
+    return RunPlan(captions, model, class_name, x0_decoder, itrs, with_h)
+
+
+def run(args, spec: ScorerSpec) -> Optional[str]:
+    """Generate (or resume generating) the images of one output folder; return its path (None for `--dry_run`)."""
+    plan = plan_run(args, spec)
+    if args.dry_run:
+        print(plan.summary(args, spec))
+        return None
+    captions, model, class_name, x0_decoder, itrs, with_h = (plan.captions, plan.model, plan.class_name, plan.x0_decoder,
+                                                              plan.update_itrs, plan.with_h)
+    _quiet_loading()
+    family = family_of_class(class_name)
+    dtype_name = args.dtype or ("fp16" if args.fp16 else "fp32")
     device = distributed.init(args.device)
     pipe = load_pipeline(model, class_name, args.scheduler, DTYPES[dtype_name], device)
     default_steps, default_w = family.cli_defaults(pipe)
@@ -347,28 +375,43 @@ def run(args, spec: ScorerSpec) -> str:
 
     mine = list(range(args.num_skip, len(captions)))[distributed.rank()::distributed.world_size()]
     todo = outputs.pending(folder, mine)
-    with method, tqdm(total=len(todo), unit="img", disable=distributed.rank() != 0, desc=prefix) as bar:
-        for start in range(0, len(todo), args.bs):
-            batch = todo[start : start + args.bs]
-            common = dict(num_inference_steps=args.steps, guidance_scale=args.w, height=size, width=size,
-                          generator=[image_generator(args.generate_seed, i) for i in batch],
-                          **(dict(family.exact_size) if args.size else {}))
-            prompts = [captions[i] for i in batch]
-            if spec.sample is not None and not args.baseline:
-                images = spec.sample(pipe, prompts, scorer, **common).images
-            else:
-                images = generate(
-                    pipe, prompts, scorer, skip_itrs=steps, num_upt_prompt=args.num_upt_prompt,
-                    lr_upt_prompt=args.lr_upt_prompt, weight_prior=args.weight_prior, init_org=args.init_org,
-                    update_batch_size=1 if args.lean else args.update_bs, gradient_checkpointing=args.grad_ckpt or args.lean,
-                    x0_decoder=decoder, update_pooled=args.update_pooled, **common,
-                ).images
-            for index, image in zip(batch, images):
-                outputs.save_image(image, outputs.image_path(folder, index))
-            bar.update(len(batch))
+    try:
+        with method, tqdm(total=len(todo), unit="img", disable=distributed.rank() != 0, desc=prefix) as bar:
+            for start in range(0, len(todo), args.bs):
+                batch = todo[start : start + args.bs]
+                common = dict(num_inference_steps=args.steps, guidance_scale=args.w, height=size, width=size,
+                              generator=[image_generator(args.generate_seed, i) for i in batch],
+                              **(dict(family.exact_size) if args.size else {}))
+                prompts = [captions[i] for i in batch]
+                if spec.sample is not None and not args.baseline:
+                    output = spec.sample(pipe, prompts, scorer, **common)
+                else:
+                    output = generate(
+                        pipe, prompts, scorer, skip_itrs=steps, num_upt_prompt=args.num_upt_prompt,
+                        lr_upt_prompt=args.lr_upt_prompt, weight_prior=args.weight_prior, init_org=args.init_org,
+                        update_batch_size=1 if args.lean else args.update_bs, gradient_checkpointing=args.grad_ckpt or args.lean,
+                        x0_decoder=decoder, update_pooled=args.update_pooled, trajectory=args.save_trajectory, **common,
+                    )
+                _save_batch(folder, batch, output, args.save_trajectory)
+                bar.update(len(batch))
+    except KeyboardInterrupt:
+        done = len(mine) - len(outputs.pending(folder, mine))
+        raise StoppedRun(f"interrupted: {done} of {len(mine)} images are in {folder}; run the same command again to "
+                         "resume", 130) from None
+    except torch.cuda.OutOfMemoryError:
+        raise StoppedRun(f"error: out of GPU memory at --bs {args.bs} on {device}; use a smaller --bs, --update_bs 1 "
+                         "or --lean (same images, less memory)", 1) from None
     distributed.barrier()
     distributed.shutdown()
     return folder
+
+
+def _save_batch(folder: str, batch: List[int], output, trajectory: bool) -> None:
+    """Each image (and its trajectory strip) written atomically: an interrupted run leaves whole files only."""
+    for k, index in enumerate(batch):
+        if trajectory:
+            outputs.save_image(trajectory_strip(output.trajectory, k), os.path.join(folder, f"{index}_trajectory.png"))
+        outputs.save_image(output.images[k], outputs.image_path(folder, index))
 
 
 def _quiet_loading() -> None:

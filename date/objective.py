@@ -87,6 +87,7 @@ class Objective:
     condition: Optional[Condition] = None
     cond_org: Optional[torch.Tensor] = None
     movable: Optional[torch.Tensor] = None
+    kept_images: Optional[List[torch.Tensor]] = None  # set to a list: the decoded x̂0 of each micro-batch is kept there
 
     def start(self, call: Call) -> torch.Tensor:
         """Take c_org from the pipeline's first conditional call; return it (flat)."""
@@ -155,6 +156,8 @@ class Objective:
                     image = self.family.latents_to_image(self.pipe, self.decoder, x, self.height, self.width)
                 h = self.scorer.score(image, prompts[part])
                 (grad,) = torch.autograd.grad(h.sum(), x)
+            if self.kept_images is not None:
+                self.kept_images.append(image.detach().float().cpu())
             if measuring:
                 extra = weight_bytes(self.scorer) + (0 if self.decoder is self.pipe.vae else weight_bytes(self.decoder))
                 self.plan.decide(len(self.prompts), denoiser_graph, graph.total, step.bytes,
@@ -162,6 +165,19 @@ class Objective:
             grads[part], values[part] = grad.to(x0.dtype), h.detach()
             start = part.stop
         return grads, values
+
+
+    @torch.no_grad()
+    def evaluate(self, embeds: torch.Tensor, point: Point) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The decoded x̂0 (as h sees it, unclamped, on the CPU) and h at c = `embeds`, without gradients."""
+        images, values = [], []
+        for start in range(0, len(embeds), self.plan.chunk(len(embeds))):
+            part = slice(start, start + self.plan.chunk(len(embeds)))
+            x0 = self.predicted_x0(embeds[part], point, part)
+            image = self.family.latents_to_image(self.pipe, self.decoder, x0, self.height, self.width)
+            values.append(self.scorer.score(image, self.prompts[part]).detach())
+            images.append(image.float().cpu())
+        return torch.cat(images), torch.cat(values)
 
 
 def pipeline_modules(pipe) -> List[torch.nn.Module]:

@@ -35,6 +35,16 @@ def atomic_write(path: str, write) -> None:
             os.remove(tmp)
 
 
+def write_text(path: str, text: str) -> None:
+    """A text file (UTF-8, line ends as given) written atomically."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+
+    atomic_write(path, write)
+
+
 def save_image(image: Image.Image, path: str) -> None:
     atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
 

@@ -30,24 +30,49 @@ def update_steps(num_inference_steps: int, skip_freq: int = 10, skip_itrs: Optio
 
 
 @dataclass
+class TrajectoryStep:
+    """What one update changed: x̂0 decoded (B×3×H×W on the CPU, as h sees it: about [0, 1], unclamped) and h, at the
+    same x_t, before and after."""
+
+    step_index: int
+    before: torch.Tensor
+    after: torch.Tensor
+    h_before: torch.Tensor
+    h_after: torch.Tensor
+
+
+@dataclass
 class EmbeddingUpdate:
-    """One embedding update at a denoiser call: `num_upt_prompt` normalized steps along −∂(−h + prior)/∂c."""
+    """One embedding update at a denoiser call: `num_upt_prompt` normalized steps along −∂(−h + prior)/∂c.
+    With `trajectory` a list, each update appends its TrajectoryStep: "before" is what the first gradient step
+    decoded and scored anyway, "after" costs one more denoiser forward, decode and h (no gradients)."""
 
     objective: Objective
     num_upt_prompt: int
     lr_upt_prompt: float
     init_org: bool
+    trajectory: Optional[List[TrajectoryStep]] = None
 
     def __call__(self, embeds: torch.Tensor, call: Call, uncond_call: Optional[Call],
                  step_index: int) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """The updated c (flat), and the unconditional prediction at x_t for the sampling step to reuse."""
         point = self.objective.point(call, uncond_call, step_index)
+        first: List[torch.Tensor] = []
 
         def gradient(current: torch.Tensor) -> torch.Tensor:
-            return self.objective.gradient(current, point)[0]
+            recording = self.trajectory is not None and not first
+            self.objective.kept_images = [] if recording else None
+            grad, h = self.objective.gradient(current, point)
+            if recording:
+                first.extend([torch.cat(self.objective.kept_images), h.detach()])
+                self.objective.kept_images = None
+            return grad
 
         updated = update_embeddings(embeds, self.objective.cond_org, gradient, self.num_upt_prompt, self.lr_upt_prompt,
                                     self.init_org)
+        if self.trajectory is not None and first:
+            after, h_after = self.objective.evaluate(updated, point)
+            self.trajectory.append(TrajectoryStep(step_index, first[0], after, first[1].cpu(), h_after.cpu()))
         return updated, point.noise_uncond
 
 
@@ -72,6 +97,7 @@ def generate(
     gradient_checkpointing: bool = False,
     x0_decoder=None,
     update_pooled: bool = False,
+    trajectory: bool = False,
     **pipeline_kwargs,
 ):
     """Sample with DATE: like `pipe(prompts, ...)`, with the text embedding updated to raise `scorer` at the update steps.
@@ -86,7 +112,8 @@ def generate(
     2.5× fixed sampling's and within free memory); `gradient_checkpointing` recomputes denoiser and decoder
     activations in backward instead of storing them. Speed: `x0_decoder` (e.g. an `AutoencoderTiny`) decodes x̂0
     inside updates instead of the pipeline's VAE; the final image is still the VAE's. Model weights are frozen during
-    the call and their `requires_grad` restored after.
+    the call and their `requires_grad` restored after. `trajectory=True` also returns, as `output.trajectory`, one
+    `TrajectoryStep` per update (x̂0 and h before and after it; one more decode per update, same images).
     """
     family = family_of(pipe)
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
@@ -98,16 +125,23 @@ def generate(
                                output_type=output_type, height=height, width=width, **pipeline_kwargs)
     steps = update_steps(num_inference_steps, skip_freq, skip_itrs)
     if not steps or lr_upt_prompt == 0 or num_upt_prompt <= 0 or scorer is None:
-        return sample()
+        output = sample()
+        if trajectory:
+            output.trajectory = []
+        return output
 
     denoiser = getattr(pipe, "transformer", None) or pipe.unet
     decoder = x0_decoder if x0_decoder is not None else pipe.vae
     objective = Objective(pipe, family, denoiser, sample_name(denoiser), scorer, prompts, guidance_scale, weight_prior,
                           decoder, height, width, update_pooled, UpdatePlan(update_batch_size))
-    hook = DateHook(EmbeddingUpdate(objective, num_upt_prompt, lr_upt_prompt, init_org), steps, num_inference_steps)
+    update = EmbeddingUpdate(objective, num_upt_prompt, lr_upt_prompt, init_org, [] if trajectory else None)
+    hook = DateHook(update, steps, num_inference_steps)
     with frozen(*pipeline_modules(pipe), scorer, x0_decoder), checkpointing(gradient_checkpointing, denoiser, decoder):
         hook.attach()
         try:
-            return sample()
+            output = sample()
         finally:
             hook.detach()
+    if trajectory:
+        output.trajectory = update.trajectory
+    return output

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from date import flags
 from evaluation import cli
 from evaluation.image_folder import captioned_images, image_batches
 from evaluation.score_files import folder_fingerprint, load_scores, save_scores
@@ -63,7 +64,7 @@ def add_caption_metric_args(parser: argparse.ArgumentParser, default_bs: int) ->
     parser.add_argument("--text_path", default=None,
                         help="caption CSV (column `caption`, row = image index); default: <img_path>/subset.csv if "
                              "present, else ./subset.csv")
-    parser.add_argument("--num_eval", type=cli.positive_int, default=5000, help="score images 0 .. num_eval-1")
+    parser.add_argument("--num_eval", type=flags.positive_int, default=5000, help="score images 0 .. num_eval-1")
     cli.add_loader_args(parser, default_bs)
 
 

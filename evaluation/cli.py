@@ -1,26 +1,11 @@
-"""Command-line plumbing shared by the evaluation scripts: one-line argument errors, devices, loader workers."""
+"""Command-line plumbing shared by the evaluation scripts: devices and image-loader workers."""
 import argparse
 import os
-import sys
 
 import torch
 
 from date.errors import UserInputError
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse, but a bad flag is reported like every other user mistake: one `error:` line and exit status 2."""
-
-    def error(self, message: str):
-        print(f"error: {message} (see --help)", file=sys.stderr)
-        sys.exit(2)
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
+from date.flags import positive_int
 
 
 def pick_device(name: str | None) -> torch.device:

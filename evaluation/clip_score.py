@@ -19,8 +19,8 @@ import open_clip
 import torch
 import torch.nn.functional as F
 
+from date import flags
 from date.errors import UserInputError, exit_on_user_error
-from evaluation import cli
 from evaluation.caption_metric import add_caption_metric_args, run_caption_metric
 
 DEFAULT_MODEL = "ViT-g-14"
@@ -81,7 +81,7 @@ class OpenCLIPScore:
 
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> np.ndarray:
-    parser = cli.ArgumentParser(description="CLIP score (OpenCLIP cosine similarity) of generated images.")
+    parser = flags.Parser(description="CLIP score (OpenCLIP cosine similarity) of generated images.")
     add_caption_metric_args(parser, default_bs=16)
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help="OpenCLIP architecture, hf-hub:/local-dir: identifier, or local directory")

@@ -17,6 +17,7 @@ from typing import Callable, Sequence, Tuple
 import numpy as np
 from scipy.linalg import lapack
 
+from date import flags
 from date.errors import UserInputError, exit_on_user_error
 from evaluation import cli
 from evaluation.image_folder import all_image_paths, generated_image_paths
@@ -109,12 +110,12 @@ class Reference:
 
 
 def _parse_args(argv: Sequence[str] | None):
-    parser = cli.ArgumentParser(description="Zero-shot FID with pytorch-fid's InceptionV3 (as in the DATE paper).")
+    parser = flags.Parser(description="Zero-shot FID with pytorch-fid's InceptionV3 (as in the DATE paper).")
     parser.add_argument("paths", nargs=2, metavar="PATH",
                         help="<generated_dir> <reference.npz | reference_dir>, or with --save-stats <dir> <out.npz>")
     parser.add_argument("--save-stats", action="store_true",
                         help="write mu/sigma of all images of the first folder to the second path (.npz)")
-    parser.add_argument("--num_eval", type=cli.positive_int, default=5000,
+    parser.add_argument("--num_eval", type=flags.positive_int, default=5000,
                         help="evaluate generated images 0.png .. <num_eval-1>.png")
     parser.add_argument("--inception_weights", default=None,
                         help=f"local copy of pytorch-fid's weights (pt_inception-2015-12-05-6726825d.pth) instead of "

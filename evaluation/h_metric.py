@@ -11,7 +11,7 @@ import torch
 from date.errors import exit_on_user_error
 from date.loading import model_path
 from date.scorers import H_MODELS, Scorer, load_scorer, parse_sources
-from evaluation import cli
+from date import flags
 from evaluation.caption_metric import add_caption_metric_args, run_caption_metric
 
 
@@ -49,7 +49,7 @@ def build(name: str, sources: Dict[str, str], device) -> HMetric:
 
 @exit_on_user_error
 def main(name: str, label: str, argv: Sequence[str] | None = None) -> np.ndarray:
-    parser = cli.ArgumentParser(description=f"{label} of generated images.")
+    parser = flags.Parser(description=f"{label} of generated images.")
     add_caption_metric_args(parser, default_bs=16)
     extra = ", ".join(H_MODELS[name][1])
     parser.add_argument("--h_model", action="append", default=[], metavar="NAME=PATH_OR_ID",

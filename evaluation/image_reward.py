@@ -20,7 +20,7 @@ import torch
 from date.errors import exit_on_user_error
 from date.scorers.image_reward import DEFAULT_MODEL, DEFAULT_TOKENIZER, ImageRewardScorer, pil_to_pixels
 from date.loading import model_path
-from evaluation import cli
+from date import flags
 from evaluation.caption_metric import add_caption_metric_args, run_caption_metric
 
 SCORE_FILE = "image_reward_scores.npz"
@@ -52,7 +52,7 @@ def load_scorer(model: str = DEFAULT_MODEL, device: torch.device | str = "cpu",
 
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> np.ndarray:
-    parser = cli.ArgumentParser(description="ImageReward of generated images.")
+    parser = flags.Parser(description="ImageReward of generated images.")
     add_caption_metric_args(parser, default_bs=4)
     parser.add_argument("--ir_model", default=DEFAULT_MODEL,
                         help="hub repo or local directory holding ImageReward.pt and med_config.json")

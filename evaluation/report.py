@@ -7,7 +7,8 @@ For each folder: zero-shot FID against the reference, and the mean CLIP score an
 prompt by prompt: mean difference with a paired bootstrap interval, win rate, Wilcoxon signed-rank p-value.
 Per-image scores (`clip_scores.npz`, `image_reward_scores.npz`) and Inception features (`fid_features.npz`) are saved
 in each folder and reused while the images, captions and models are unchanged, so a second run only re-prints.
-The table is printed as Markdown and written to --out (.md) with .csv and .json beside it.
+The table is printed as Markdown and written to --out (.md) with .csv and .json beside it, and drawn in .png (one
+panel per metric, bars with intervals, paired Δ); `--grid K` adds a contact sheet .grid.png (captions × folders).
 """
 import os
 import sys
@@ -25,11 +26,15 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
+from date import flags
 from date.errors import UserInputError, exit_on_user_error
+from date.outputs import save_image, write_text
+from date.sheets import contact_sheet
 from evaluation import cli, clip_score
 from evaluation.caption_metric import score_captioned_folder
 from evaluation.fid import Reference, feature_statistics, frechet_distance
-from evaluation.image_folder import captioned_images, generated_image_paths
+from evaluation.image_folder import captioned_images, generated_image_paths, load_rgb
+from evaluation.plots import FID_PANEL, bar_panels, report_panels, save_figure
 from evaluation.inception import RANDOM_WEIGHTS, InceptionFeatures
 from evaluation.score_files import folder_fingerprint, load_scores, load_valid, save_npz
 from evaluation.stats import DEFAULT_RESAMPLES, mean_with_ci, paired_comparison
@@ -283,13 +288,6 @@ def markdown(rows: Sequence[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_text(path: str, text: str) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def _csv_text(rows: Sequence[dict]) -> str:
     columns = list(dict.fromkeys(key for row in rows for key in row))
     buffer = io.StringIO()
@@ -302,20 +300,21 @@ def _csv_text(rows: Sequence[dict]) -> str:
 def write_outputs(out_md: str, table: str, rows: Sequence[dict], settings: dict) -> List[str]:
     """The Markdown table at `out_md`, its rows as .csv and .json beside it; each file replaced atomically."""
     stem = os.path.splitext(out_md)[0]
+    os.makedirs(os.path.dirname(os.path.abspath(out_md)), exist_ok=True)
     outputs = {out_md: table, f"{stem}.csv": _csv_text(rows),
                f"{stem}.json": json.dumps({"settings": settings, "rows": list(rows)}, indent=2) + "\n"}
     for path, text in outputs.items():
-        _write_text(path, text)
+        write_text(path, text)
     return list(outputs)
 
 
 def _parse_args(argv: Sequence[str] | None):
-    parser = cli.ArgumentParser(description="FID, CLIP score and ImageReward of generated folders as a Table 1.")
+    parser = flags.Parser(description="FID, CLIP score and ImageReward of generated folders as a Table 1.")
     parser.add_argument("dirs", nargs="+", metavar="DIR", help="generated folders (<index>.png and subset.csv)")
     parser.add_argument("--reference", help="FID reference: pytorch-fid statistics (.npz, e.g. the paper's coco.npz) "
                                             "or a folder of reference images")
     parser.add_argument("--baseline", help="folder to compare every other folder with, prompt by prompt")
-    parser.add_argument("--num_eval", type=cli.positive_int, default=5000, help="evaluate images 0 .. num_eval-1")
+    parser.add_argument("--num_eval", type=flags.positive_int, default=5000, help="evaluate images 0 .. num_eval-1")
     parser.add_argument("--text_path", default=None,
                         help="caption CSV for every folder (default: each folder's own subset.csv, else ./subset.csv)")
     parser.add_argument("--metrics", nargs="+", choices=METRICS, default=list(DEFAULT_METRICS),
@@ -332,16 +331,43 @@ def _parse_args(argv: Sequence[str] | None):
     parser.add_argument("--ir_tokenizer", default=None, help="its BERT tokenizer (default: image_reward.py's)")
     parser.add_argument("--inception_weights", default=None,
                         help=f"local pt_inception-2015-12-05-6726825d.pth; '{RANDOM_WEIGHTS}' for smoke tests only")
-    parser.add_argument("--resamples", type=cli.positive_int, default=DEFAULT_RESAMPLES, help="bootstrap resamples")
+    parser.add_argument("--resamples", type=flags.positive_int, default=DEFAULT_RESAMPLES, help="bootstrap resamples")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    parser.add_argument("--out", default="report.md", help="Markdown output; .csv and .json are written beside it")
+    parser.add_argument("--out", default="report.md", help="Markdown output; .csv, .json and .png (the plot) are "
+                        "written beside it; its folder is created")
+    parser.add_argument("--grid", type=flags.positive_int, default=None, metavar="K",
+                        help="also write <out>.grid.png: captions 0..K-1 as rows, one column per folder")
+    parser.add_argument("--grid_indices", type=flags.index_list, default=None, metavar="I,J,...",
+                        help="the contact sheet's caption indices instead of the first K, e.g. 3,17,42")
     cli.add_loader_args(parser, default_bs=16)
     args = parser.parse_args(argv)
     if "fid" in args.metrics and args.reference is None:
         parser.error("--reference is required for FID (or leave fid out of --metrics)")
     if not args.out.endswith(".md"):
         parser.error(f"--out must end with .md: {args.out}")
+    parent = os.path.dirname(os.path.abspath(args.out))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+        parser.error(f"--out {args.out}: {parent} is not a writable folder")
     return args
+
+
+def grid_indices(args, num_eval: int) -> List[int]:
+    """The contact sheet's rows: `--grid_indices`, or the first `--grid` K; every one an evaluated image."""
+    indices = args.grid_indices if args.grid_indices is not None else list(range(args.grid or 0))
+    beyond = [i for i in indices if i >= num_eval]
+    if beyond:
+        raise UserInputError(f"contact sheet index {beyond[0]} is beyond the evaluated images 0..{num_eval - 1}")
+    return indices
+
+
+def write_grid(folders: Sequence[Folder], indices: Sequence[int], path: str) -> None:
+    """Rows: captions `indices`; columns: the folders (same captions, checked), names on top."""
+    rows = [[load_rgb(folder.paths[i]) for folder in folders] for i in indices]
+    captions = [f"{i}: {folders[0].captions[i]}" for i in indices]
+    sheet = contact_sheet(rows, captions, [folder.name for folder in folders], cell=192)
+    save_image(sheet, path)
 
 
 def _with_baseline_first(dirs: Sequence[str], baseline: str | None) -> List[str]:
@@ -356,7 +382,8 @@ def main(argv: Sequence[str] | None = None) -> List[dict]:
     args = _parse_args(argv)
     device, workers = cli.pick_device(args.device), cli.num_workers(args)
     # every input is checked before the first model is loaded
-    need_captions = bool(set(METRICS[1:]) & set(args.metrics))
+    grid = grid_indices(args, args.num_eval)
+    need_captions = bool(set(METRICS[1:]) & set(args.metrics)) or bool(grid)
     folders = _open_folders(_with_baseline_first(args.dirs, args.baseline), args.num_eval, args.text_path,
                             need_captions)
     baseline = folders[0] if args.baseline is not None else None
@@ -382,6 +409,16 @@ def main(argv: Sequence[str] | None = None) -> List[dict]:
     table = markdown(rows)
     print(table, end="")
     written = write_outputs(args.out, table, rows, {**vars(args), "ci_level": 0.95})
+    stem = os.path.splitext(args.out)[0]
+    metrics = [(m.key, m.header) for m in (CLIP, IMAGE_REWARD, *(c for c, _ in H_METRICS.values()))]
+    panels = report_panels(rows, metrics)
+    if panels:
+        save_figure(bar_panels(panels, "95% intervals over prompts; Δ: paired against the baseline", [FID_PANEL]),
+                    f"{stem}.png")
+        written.append(f"{stem}.png")
+    if grid:
+        write_grid(folders, grid, f"{stem}.grid.png")
+        written.append(f"{stem}.grid.png")
     print(f"Wrote {', '.join(written)}", file=sys.stderr)
     return rows
 

@@ -1,14 +1,17 @@
-"""DATE against fixed text embeddings in the toy world, where whether an image follows its caption is checked exactly.
+"""DATE, fixed embeddings and the competing test-time methods in the toy world, where following the caption is checked exactly.
 
     python evaluation/toy_bench.py --prompts assets/toy/prompts.csv --seeds 2 --out runs/toy_bench
 
-Methods (`--methods`, any subset with `fixed`): `fixed` embeddings, `date_clip` (DATE ascending h = the toy CLIP) and
+Methods (`--methods`, any subset): `fixed` embeddings (`--steps`), `fixed70` (fixed with 70 steps, the paper's
+time-matched row), `ebca` (energy-based cross-attention, `--gamma_attn`, `--gamma_norm`), `ug` (Universal Guidance by
+h = the toy CLIP, `--optim_forward_guidance_wt`, `--optim_num_steps`), `date` (DATE ascending h = the toy CLIP) and
 `date_fast` (the same, x̂0 decoded inside updates by the tiny decoder `--x0_decoder`). All start from the same initial
-noise for each (prompt, seed) and use the same toy Stable Diffusion. Each image is judged by `date.toy.check` (never used for guidance). Writes
-`<out>/results.json` and `<out>/results.md`: exact accuracy with a 95% bootstrap interval over prompts, accuracy per
-part and per caption template, the mean toy-CLIP score, toy FID against freshly rendered world images, and a paired
-comparison on the same (prompt, seed) (exact McNemar test). Images go to `<out>/<method>/seed_<k>/<index>.png`; a
-rerun with the same settings reuses the images already there (resume), other settings are refused.
+noise for each (prompt, seed) and use the same toy Stable Diffusion. Each image is judged by `date.toy.check` (never
+used for guidance). Writes `<out>/results.json` (keyed by method) and `<out>/results.md`: exact accuracy with a 95%
+bootstrap interval over prompts, accuracy per part and per caption template, the mean toy-CLIP score, toy FID against
+freshly rendered world images, the wall time per image, and paired comparisons on the same (prompt, seed) against
+`fixed` and against `date` (exact McNemar test). Images go to `<out>/<method>/seed_<k>/<index>.png`; a rerun with the
+same settings reuses the images already there (resume), other settings are refused.
 """
 import os
 import sys
@@ -18,8 +21,9 @@ if not __package__:  # run as `python evaluation/<script>.py`: import from the r
 
 import argparse
 import json
+import time
 from dataclasses import dataclass
-from typing import Dict, List, Sequence
+from typing import Callable, Dict, List, Sequence
 
 import numpy as np
 import torch
@@ -28,23 +32,23 @@ from scipy import stats as scipy_stats
 from tqdm import tqdm
 
 import date
+from date import flags
 from date.errors import UserInputError, exit_on_user_error
 from date.loading import loading, model_path
-from date.outputs import atomic_write, check_resumable, image_path, pending, save_image, write_config
+from date.outputs import atomic_write, check_resumable, image_path, pending, save_image, write_config, write_text
 from date.prompts import read_captions, write_captions
 from date.toy import SIZE, Verdict, check, parse
 from date.toy.fid import FeatureNet, embed_images, frechet_distance
 from date.toy.world import render, sample_pair
-from evaluation import cli
+from evaluation.plots import save_figure
 from evaluation.stats import mean_with_ci, paired_comparison
+from evaluation.toy_methods import (BASELINES, GAMMA_ATTN, GAMMA_NORM, IMAGE_SETTINGS, METHODS, UG_RECURRENCE,
+                                    UG_WEIGHT, sampler)
+from evaluation.toy_report import PARTS, accuracy_figure, grid_rows, markdown, summarize_runs, write_grid
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ASSETS = os.path.join(REPO, "assets", "toy")
-METHODS = ("fixed", "date_clip", "date_fast")
-LABELS = {"fixed": "fixed", "date_clip": "DATE (h = toy CLIP)", "date_fast": "DATE fast (tiny x̂0 decoder)"}
-PARTS = ("count", "colors", "shapes", "binding", "positions", "no_extra")
 REFERENCE_SEED = 12345
-IMAGE_SETTINGS = ("steps", "w", "skip_freq", "lr_upt_prompt", "num_upt_prompt", "model", "clip_model", "x0_decoder")
 
 
 @dataclass
@@ -62,29 +66,60 @@ def initial_latents(pipe, prompt_count: int, seed: int) -> torch.Tensor:
     return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(seed * 100_003 + i)) for i in range(prompt_count)])
 
 
-def generate_all(pipe, scorer, prompts: Sequence[str], seeds: int, method: str, args, out: str, x0_decoder=None) -> List[Image.Image]:
-    """Images in (seed, prompt) order; those already in `out` are read back, so a killed run resumes where it stopped."""
-    update = {"skip_itrs": []} if method == "fixed" else {"skip_freq": args.skip_freq}
-    if method == "date_fast":
-        update["x0_decoder"] = x0_decoder
+def generate_all(sample: Callable, pipe, prompts: Sequence[str], seeds: int, method: str, batch_size: int,
+                 out: str) -> List[Image.Image]:
+    """Images in (seed, prompt) order; those already in `out` are read back, so a killed run resumes where it stopped.
+    The seconds spent per image made are added up in `<out>/<method>/timing.json`."""
     bar = tqdm(total=seeds * len(prompts), desc=method, file=sys.stdout, mininterval=5)
+    timing = Timing.read(os.path.join(out, method))
     for seed in range(seeds):
         folder = os.path.join(out, method, f"seed_{seed}")
         os.makedirs(folder, exist_ok=True)
         latents = initial_latents(pipe, len(prompts), seed)
         todo = pending(folder, range(len(prompts)))
         bar.update(len(prompts) - len(todo))
-        for start in range(0, len(todo), args.batch_size):
-            batch = todo[start : start + args.batch_size]
-            result = date.generate(pipe, [prompts[i] for i in batch], scorer, num_inference_steps=args.steps,
-                                   guidance_scale=args.w, lr_upt_prompt=args.lr_upt_prompt,
-                                   num_upt_prompt=args.num_upt_prompt, latents=latents[batch].to(pipe.device), **update)
-            for index, image in zip(batch, result.images):
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start : start + batch_size]
+            generators = [torch.Generator(pipe.device).manual_seed(seed * 100_003 + i + 1) for i in batch]
+            began = time.perf_counter()
+            images = sample([prompts[i] for i in batch], latents[batch].to(pipe.device), generators)
+            timing.add(time.perf_counter() - began, len(batch))
+            for index, image in zip(batch, images):
                 save_image(image, image_path(folder, index))
             bar.update(len(batch))
     bar.close()
     return [Image.open(image_path(os.path.join(out, method, f"seed_{seed}"), i)).convert("RGB")
             for seed in range(seeds) for i in range(len(prompts))]
+
+
+@dataclass
+class Timing:
+    """Wall seconds over images generated, kept beside a method's images so that a resumed run still reports it."""
+
+    folder: str
+    seconds: float = 0.0
+    images: int = 0
+
+    @classmethod
+    def read(cls, folder: str) -> "Timing":
+        path = os.path.join(folder, "timing.json")
+        if not os.path.isfile(path):
+            return cls(folder)
+        with open(path, encoding="utf-8") as f:
+            return cls(folder, **json.load(f))
+
+    def add(self, seconds: float, images: int) -> None:
+        self.seconds, self.images = self.seconds + seconds, self.images + images
+
+        def write(tmp: str) -> None:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump({"seconds": self.seconds, "images": self.images}, f)
+
+        atomic_write(os.path.join(self.folder, "timing.json"), write)
+
+    @property
+    def seconds_per_image(self) -> float | None:
+        return self.seconds / self.images if self.images else None
 
 
 @torch.no_grad()
@@ -125,9 +160,23 @@ def summarize(judged: Judged, prompts: Sequence[str], reference_features: np.nda
         "two_object_accuracy": float(ok[two_object].mean()) if np.any(two_object) else None,
         "parts": parts,
         "templates": {t: float(ok[np.array(templates) == t].mean()) for t in dict.fromkeys(templates)},
+        "templates_ci95": template_intervals(ok, prompts),
         "clip_score": float(judged.clip_scores.mean()),
         "toy_fid": frechet_distance(embed_images(feature_net, judged.images), reference_features),
     }
+
+
+def template_intervals(ok: np.ndarray, prompts: Sequence[str]) -> Dict[str, List[float]]:
+    """95% bootstrap interval of each template's accuracy, over its prompts (seeds averaged per prompt); [None, None]
+    for a template with a single prompt."""
+    by_prompt = per_prompt(ok, len(prompts))
+    templates = np.array([parse(p).template for p in prompts])
+    out: Dict[str, List[float | None]] = {}
+    for template in dict.fromkeys(templates):
+        values = by_prompt[templates == template]
+        interval = mean_with_ci(values) if len(values) > 1 else None
+        out[str(template)] = [interval.low, interval.high] if interval else [None, None]
+    return out
 
 
 def mcnemar(baseline: np.ndarray, method: np.ndarray) -> Dict:
@@ -145,59 +194,44 @@ def reference_features(feature_net: FeatureNet, count: int) -> np.ndarray:
     return embed_images(feature_net, images)
 
 
-def markdown(results: Dict, command: str) -> str:
-    methods = [m for m in METHODS if m in results]
-    fixed = results["fixed"]
-    rows = [
-        ("exact accuracy ↑", lambda r: f"{r['exact_accuracy']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]"),
-        ("single-object ↑", lambda r: _fmt(r["single_object_accuracy"])),
-        ("two-object ↑", lambda r: _fmt(r["two_object_accuracy"])),
-        *[(f"{part} ↑", lambda r, part=part: _fmt(r["parts"][part])) for part in PARTS],
-        *[(f"template `{t}` ↑", lambda r, t=t: _fmt(r["templates"][t])) for t in fixed["templates"]],
-        ("toy-CLIP score (h) ↑", lambda r: f"{r['clip_score']:.4f}"),
-        ("toy FID ↓", lambda r: f"{r['toy_fid']:.3f}"),
-    ]
-    lines = [f"`{command}`", "", f"n = {fixed['n']} images per method ({fixed['prompts']} prompts × {fixed['n'] // fixed['prompts']} seeds)", "",
-             "| metric | " + " | ".join(LABELS[m] for m in methods) + " |", "| --- |" + " --- |" * len(methods)]
-    lines += [f"| {name} | " + " | ".join(cell(results[m]) for m in methods) + " |" for name, cell in rows]
-    for method, paired in results["paired"].items():
-        lines += ["", f"Paired on the same (prompt, seed), {LABELS[method]} − fixed: exact accuracy {paired['mean_diff']:+.3f} "
-                  f"[{paired['ci95'][0]:+.3f}, {paired['ci95'][1]:+.3f}] (bootstrap over prompts); "
-                  f"images fixed ✗ → ✓: {paired['gained']}, fixed ✓ → ✗: {paired['lost']}, "
-                  f"exact McNemar p = {paired['mcnemar_p']:.3g}."]
-    return "\n".join(lines) + "\n"
-
-
-def _fmt(value) -> str:
-    return "–" if value is None else f"{value:.3f}"
-
-
 def parse_args(argv: List[str] | None):
-    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = flags.Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", default=os.path.join(ASSETS, "prompts.csv"), help="CSV with a `caption` column")
-    parser.add_argument("--seeds", type=cli.positive_int, default=1, help="initial noises per prompt")
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--steps", type=cli.positive_int, default=50, help="DDIM steps")
-    parser.add_argument("--w", type=float, default=8.0, help="classifier-free guidance scale")
-    parser.add_argument("--skip_freq", type=cli.positive_int, default=10, help="update the embedding every k steps")
-    parser.add_argument("--lr_upt_prompt", type=float, default=0.5, help="ρ, the DATE step size")
-    parser.add_argument("--num_upt_prompt", type=cli.positive_int, default=1, help="gradient steps per update")
-    parser.add_argument("--batch_size", type=cli.positive_int, default=100, help="prompts per sampling batch")
-    parser.add_argument("--reference_images", type=cli.positive_int, default=2000, help="rendered images for toy FID")
+    parser.add_argument("--seeds", type=flags.positive_int, default=1, help="initial noises per prompt")
+    parser.add_argument("--out", help="output folder (required, except with --summarize)")
+    parser.add_argument("--summarize", metavar="PARENT", help="only draw PARENT/summary.png and .md from the benchmark "
+                        "folders in PARENT (runs over several settings: ρ, update frequency, ...)")
+    parser.add_argument("--steps", type=flags.positive_int, default=50, help="DDIM steps")
+    parser.add_argument("--w", type=flags.finite_float, default=8.0, help="classifier-free guidance scale")
+    parser.add_argument("--skip_freq", type=flags.positive_int, default=10, help="update the embedding every k steps")
+    parser.add_argument("--lr_upt_prompt", type=flags.non_negative_float, default=0.5, help="ρ, the DATE step size")
+    parser.add_argument("--num_upt_prompt", type=flags.positive_int, default=1, help="gradient steps per update")
+    parser.add_argument("--batch_size", type=flags.positive_int, default=100, help="prompts per sampling batch")
+    parser.add_argument("--reference_images", type=flags.positive_int, default=2000, help="rendered images for toy FID")
     parser.add_argument("--model", default=os.path.join(ASSETS, "sd"), help="toy Stable Diffusion folder")
     parser.add_argument("--clip_model", default=os.path.join(ASSETS, "clip"), help="toy CLIP folder (h)")
     parser.add_argument("--fid_net", default=os.path.join(ASSETS, "fid_net"), help="toy FID feature network folder")
     parser.add_argument("--x0_decoder", default=os.path.join(ASSETS, "taesd"), help="tiny x̂0 decoder of date_fast")
-    parser.add_argument("--methods", type=_methods, default=",".join(METHODS),
-                        help=f"comma-separated, with fixed (the baseline): any of {','.join(METHODS)}")
+    parser.add_argument("--gamma_attn", type=flags.finite_float, default=GAMMA_ATTN, help="EBCA: attention energy step")
+    parser.add_argument("--gamma_norm", type=flags.finite_float, default=GAMMA_NORM, help="EBCA: context norm energy step")
+    parser.add_argument("--optim_forward_guidance_wt", type=flags.finite_float, default=UG_WEIGHT,
+                        help="Universal Guidance: forward guidance weight s")
+    parser.add_argument("--optim_num_steps", type=flags.positive_int, default=UG_RECURRENCE,
+                        help="Universal Guidance: self-recurrence k")
+    parser.add_argument("--methods", type=_methods, default=",".join(METHODS), help=f"comma-separated, any of {','.join(METHODS)}")
+    parser.add_argument("--grid", type=flags.positive_int, default=12, help="prompts in grid.png (spread over the file)")
+    parser.add_argument("--grid_indices", type=flags.index_list, default=None, help="grid.png's prompts instead, e.g. 3,17,42")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cuda or cpu")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if (args.out is None) == (args.summarize is None):
+        parser.error("give --out (run the benchmark) or --summarize PARENT (draw earlier runs), not both")
+    return args
 
 
 def _methods(text: str) -> List[str]:
     methods = [m.strip() for m in text.split(",") if m.strip()]
-    if "fixed" not in methods or set(methods) - set(METHODS):
-        raise argparse.ArgumentTypeError(f"must list fixed and any of {','.join(METHODS)}, got {text!r}")
+    if not methods or set(methods) - set(METHODS):
+        raise argparse.ArgumentTypeError(f"must list some of {','.join(METHODS)}, got {text!r}")
     return [m for m in METHODS if m in methods]
 
 
@@ -222,12 +256,15 @@ def load_models(args):
 @exit_on_user_error
 def main(argv: List[str] | None = None) -> Dict:
     args = parse_args(argv)
+    if args.summarize is not None:
+        return summarize_runs(args.summarize)
     prompts = read_captions(args.prompts)
     for index, prompt in enumerate(prompts):
         try:
             parse(prompt)
         except ValueError as e:
             raise UserInputError(f"{args.prompts}: caption {index}: {e}") from None
+    grid = grid_rows(args, len(prompts))
     pipe, scorer, feature_net, x0_decoder = load_models(args)
     # what changes the images: a folder made with other values is refused rather than mixed in (prompts: same prefix)
     config = {"settings": {k: getattr(args, k) for k in IMAGE_SETTINGS}}
@@ -238,33 +275,29 @@ def main(argv: List[str] | None = None) -> Dict:
     reference = reference_features(feature_net, args.reference_images)
     all_prompts = list(prompts) * args.seeds
     results: Dict = {}
-    outcomes = {}
+    outcomes, verdicts = {}, {}
     for method in args.methods:
-        images = generate_all(pipe, scorer, prompts, args.seeds, method, args, args.out, x0_decoder)
-        verdicts = [check(image, prompt) for image, prompt in zip(images, all_prompts)]
-        judged = Judged(verdicts, clip_scores(scorer, images, all_prompts), images)
+        sample = sampler(method, pipe, scorer, args, x0_decoder)
+        images = generate_all(sample, pipe, prompts, args.seeds, method, args.batch_size, args.out)
+        verdicts[method] = [check(image, prompt) for image, prompt in zip(images, all_prompts)]
+        judged = Judged(verdicts[method], clip_scores(scorer, images, all_prompts), images)
         results[method] = summarize(judged, prompts, reference, feature_net)
-        outcomes[method] = np.array([v.ok for v in verdicts], dtype=float)
+        results[method]["seconds_per_image"] = Timing.read(os.path.join(args.out, method)).seconds_per_image
+        outcomes[method] = np.array([v.ok for v in verdicts[method]], dtype=float)
     results["paired"] = {}
-    for method in args.methods[1:]:
-        paired = paired_comparison(per_prompt(outcomes[method], len(prompts)), per_prompt(outcomes["fixed"], len(prompts)))
-        results["paired"][method] = {"mean_diff": paired.mean_diff, "ci95": [paired.low, paired.high],
-                                     **mcnemar(outcomes["fixed"], outcomes[method])}
-    results["settings"] = {k: getattr(args, k) for k in ("prompts", "seeds", "steps", "w", "skip_freq", "lr_upt_prompt",
-                                                         "num_upt_prompt", "reference_images", "model", "clip_model", "x0_decoder",
-                                                         "methods", "device")}
+    for baseline in (b for b in BASELINES if b in outcomes):
+        results["paired"][baseline] = {}
+        for method in (m for m in args.methods if m not in BASELINES[: BASELINES.index(baseline) + 1]):
+            paired = paired_comparison(per_prompt(outcomes[method], len(prompts)), per_prompt(outcomes[baseline], len(prompts)))
+            results["paired"][baseline][method] = {"mean_diff": paired.mean_diff, "ci95": [paired.low, paired.high],
+                                                   **mcnemar(outcomes[baseline], outcomes[method])}
+    results["settings"] = {k: getattr(args, k) for k in ("prompts", "seeds", "batch_size", "reference_images", "methods",
+                                                         "device", *IMAGE_SETTINGS)}
     command = "python evaluation/toy_bench.py " + " ".join(sys.argv[1:] if argv is None else argv)
-
-    def write_json(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(results, f, indent=2)
-
-    def write_md(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(markdown(results, command))
-
-    atomic_write(os.path.join(args.out, "results.json"), write_json)
-    atomic_write(os.path.join(args.out, "results.md"), write_md)
+    write_text(os.path.join(args.out, "results.json"), json.dumps(results, indent=2))
+    write_text(os.path.join(args.out, "results.md"), markdown(results, command))
+    save_figure(accuracy_figure(results, args.methods), os.path.join(args.out, "accuracy.png"))
+    write_grid(args.out, args.methods, prompts, grid, verdicts)
     print(markdown(results, command))
     return results
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision.transforms.functional as TF
+from PIL import Image
 
 from date.errors import UserInputError
 from evaluation import clip_score, report
@@ -192,3 +193,48 @@ def test_scripts_run_from_the_repository_root(tmp_path):
     for script in ("clip_score.py", "report.py"):
         with open(os.path.join(REPO_ROOT, "evaluation", script)) as f:
             assert "if not __package__:" + bootstrap in f.read(), script
+
+
+def test_report_plot_grid_and_a_new_output_folder(tmp_path, two_folders, capsys):
+    """`--out` in a folder that does not exist yet; the plot has a panel per metric; the contact sheet has one row per
+    chosen caption and one column per folder, and long or non-ASCII captions do not break its labels."""
+    from evaluation.plots import report_panels
+
+    base, date = two_folders
+    out = tmp_path / "results" / "deeper" / "table1.md"
+    argv = [a if a != str(tmp_path / "table.md") else str(out) for a in _argv(tmp_path, base, date)]
+    rows = report.main(argv + ["--grid_indices", "4,0"])
+    written = capsys.readouterr().err
+    assert out.exists() and (out.parent / "table1.png").exists() and (out.parent / "table1.grid.png").exists()
+    assert "table1.grid.png" in written
+    panels = report_panels(rows, [("clip_score", "CLIP score↑"), ("image_reward", "ImageReward↑")])
+    assert [name for name, _ in panels] == ["FID ↓", "CLIP score↑", "ImageReward↑"]
+    assert panels[1][1][1][4].startswith("Δ ") and panels[1][1][0][4] is None  # the paired Δ on the non-baseline bar
+    with Image.open(out.parent / "table1.png") as plot:
+        assert plot.width > plot.height > 200
+    with Image.open(out.parent / "table1.grid.png") as sheet:
+        sheet.load()
+    cell, pad = 192, 6
+    assert sheet.width == 2 * cell + 3 * pad  # two folders
+    assert 2 * cell < sheet.height < 2 * cell + 200  # two rows, each with its caption under it
+    with pytest.raises(SystemExit) as exit_info:
+        report.main(argv + ["--grid", "6"])
+    assert_one_line_error(capsys, exit_info, "index 5")
+
+
+def test_contact_sheet_cells_and_labels():
+    from date.sheets import contact_sheet, wrap, label_font
+
+    images = [[Image.new("RGB", (32, 32), (200, 0, 0)), Image.new("RGB", (64, 40), (0, 0, 200))] for _ in range(3)]
+    captions = ["x" * 5000, "un carré bleu à gauche → 日本語 ✓", "a " * 400]
+    sheet = contact_sheet(images, captions, ["fixed", "DATE (h = CLIP) with a very long method name indeed"], cell=64,
+                          verdicts=[[True, False], [None, True], [False, None]])
+    assert sheet.width == 2 * 64 + 3 * 6
+    pixels = np.asarray(sheet)
+    assert (pixels == [200, 0, 0]).all(-1).sum() >= 3 * (64 * 64 - 20 * 20)  # three red cells, up to their marks
+    for caption in captions:
+        lines = wrap(caption, label_font(14), 140, 2)
+        assert 1 <= len(lines) <= 2 and all(label_font(14).getlength(line) <= 140 for line in lines)
+    assert wrap("x" * 5000, label_font(14), 140, 2)[-1].endswith("…")
+    with pytest.raises(ValueError):
+        contact_sheet(images, captions[:2], ["a", "b"])

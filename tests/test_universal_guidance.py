@@ -60,6 +60,40 @@ def test_matches_the_official_loop(tiny_dirs, weight, recurrence):
     assert relative(ours, reference) <= 1e-5, relative(ours, reference)
 
 
+def test_v_prediction_is_guided_in_epsilon_space(tiny_dirs):
+    """The same network read as v (its ε converted by a hook) must give the same guided samples as read as ε."""
+    scorer = date.CLIPScorer.from_pretrained(tiny_dirs["clip"])
+    latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    v_pipe = tiny_pipeline(tiny_dirs["tokenizer"], prediction_type="v_prediction")
+    alphas = v_pipe.scheduler.alphas_cumprod
+
+    def as_v(module, args, kwargs, output):
+        a = alphas[int(args[1] if len(args) > 1 else kwargs["timestep"])]
+        z = args[0] if args else kwargs["sample"]
+        return ((output[0] - (1 - a).sqrt() * z) / a.sqrt(), *output[1:])
+
+    v_pipe.unet.register_forward_hook(as_v, with_kwargs=True)
+    kwargs = dict(guidance_weight=50.0, recurrence=2, num_inference_steps=STEPS, guidance_scale=W, latents=latents,
+                  output_type="latent")
+    ours = ug.generate(v_pipe, PROMPTS, scorer, generator=[torch.Generator().manual_seed(k) for k in range(2)], **kwargs)
+    reference = ug.generate(tiny_pipeline(tiny_dirs["tokenizer"]), PROMPTS, scorer,
+                            generator=[torch.Generator().manual_seed(k) for k in range(2)], **kwargs)
+    assert torch.allclose(ours.images, reference.images, atol=1e-5)
+
+
+def test_no_guidance_at_zero_terminal_snr(tiny_dirs):
+    """At ᾱ_t = 0 there is no score to guide: a one-step zero-SNR sampler is the stock pipeline."""
+    from diffusers import DDIMScheduler
+
+    pipe = tiny_pipeline(tiny_dirs["tokenizer"], prediction_type="v_prediction")
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, rescale_betas_zero_snr=True, timestep_spacing="trailing")
+    latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    stock = pipe(PROMPTS, num_inference_steps=1, guidance_scale=W, latents=latents, output_type="latent").images
+    ours = ug.generate(pipe, PROMPTS, date.CLIPScorer.from_pretrained(tiny_dirs["clip"]), guidance_weight=50.0,
+                       num_inference_steps=1, guidance_scale=W, latents=latents, output_type="latent").images
+    assert torch.isfinite(ours).all() and torch.allclose(ours, stock, atol=1e-6)
+
+
 def test_zero_weight_without_recurrence_is_the_stock_pipeline_and_hooks_go(tiny_dirs):
     scorer = date.CLIPScorer.from_pretrained(tiny_dirs["clip"])
     pipe = tiny_pipeline(tiny_dirs["tokenizer"])
@@ -125,7 +159,7 @@ def test_generate_date_method_ug(tiny_dirs, tmp_path, capsys, generate_date_cli)
                            generator=[image_generator(6, k) for k in range(2)]).images
     for k in range(2):
         assert np.array_equal(np.asarray(Image.open(folder / f"{k}.png")), np.asarray(expected[k]))
-    for extra, message in [(["--scheduler", "DPM"], "DDIM"), (["--w", "1"], "w > 1"), (["--optim_num_steps", "0"], "at least 1")]:
+    for extra, message in [(["--scheduler", "DPM"], "DDIM"), (["--w", "1"], "w > 1"), (["--optim_num_steps", "0"], "expected a positive integer")]:
         with pytest.raises(SystemExit) as exit_info:
             generate_date_cli(*flags, *extra, save=tmp_path / "bad")
         assert_one_line_error(capsys, exit_info, message)

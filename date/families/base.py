@@ -25,6 +25,7 @@ class Family:
     unpack: Optional[Callable] = None  # (pipe, latents, height, width) -> latents in the VAE's layout
     default_size: Callable = lambda pipe: pipe.default_sample_size * pipe.vae_scale_factor
     exact_size: Tuple[Tuple[str, object], ...] = ()  # pipeline arguments that keep a requested size as it is
+    size_multiple: int = 8  # image sides must be multiples of this: the VAE's factor times the denoiser's patch size
 
     def cli_defaults(self, pipe) -> Tuple[int, float]:
         """(steps, guidance scale) when the command line gives none: the pipeline's own documented defaults."""

@@ -20,6 +20,7 @@ class FluxFamily(Family):
 
 FLUX = FluxFamily(
     name="flux",
+    size_multiple=16,
     pipelines=("FluxPipeline",),
     pooled=("pooled_projections",),
     unbatched=("txt_ids", "img_ids"),

@@ -4,6 +4,7 @@ from .base import Family
 
 PIXART = Family(
     name="pixart",
+    size_multiple=16,
     pipelines=("PixArtAlphaPipeline", "PixArtSigmaPipeline"),
     mask="encoder_attention_mask",
     default_size=lambda pipe: pipe.transformer.config.sample_size * pipe.vae_scale_factor,

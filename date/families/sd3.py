@@ -4,6 +4,7 @@ from .base import Family
 
 SD3 = Family(
     name="sd3",
+    size_multiple=16,
     pipelines=("StableDiffusion3Pipeline",),
     pooled=("pooled_projections",),
     flow_matching=True,

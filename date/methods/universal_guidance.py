@@ -11,6 +11,8 @@ What the official Stable Diffusion sampler does (`stable-diffusion-guided/ldm/mo
   the latent ẑ0 as the paper describes, off by default as in the official SD scripts.
 Hooks on the UNet give each of the pipeline's own UNet calls the guided prediction (added to the conditional half,
 divided by w, so that the pipeline's guidance combination yields ε̂); `callback_on_step_end` runs the recurrence.
+A v-prediction model (the toy world's) gets the same guidance in ε-space, converted: v̂ = v + (ε̂ − ε)/√ᾱ_t. At ᾱ_t = 0
+(zero terminal SNR) ε = z_t whatever the model says, so there is no score to guide and that step is left as it is.
 """
 import functools
 from typing import List, Optional, Sequence
@@ -42,7 +44,8 @@ class Guidance:
         vae = self.pipe.vae
         return self.scorer.score(vae.decode(z0 / vae.config.scaling_factor, return_dict=False)[0] / 2 + 0.5, self.prompts)
 
-    def eps_cfg(self, z: torch.Tensor, t) -> torch.Tensor:
+    def prediction(self, z: torch.Tensor, t) -> torch.Tensor:
+        """The model's guided output (ε or v, as the scheduler expects)."""
         uncond, cond = self.pipe.unet(torch.cat([z, z]), t, encoder_hidden_states=self.context, return_dict=False)[0].chunk(2)
         return uncond + self.w * (cond - uncond)
 
@@ -55,9 +58,13 @@ class Guidance:
 
     def _guided(self, z_t: torch.Tensor, t) -> torch.Tensor:
         a = self.pipe.scheduler.alphas_cumprod[int(t)].to(z_t.device)
+        v_prediction = self.pipe.scheduler.config.prediction_type == "v_prediction"
+        if a == 0:
+            return self.prediction(z_t, t)
         with torch.enable_grad():
             z = z_t.detach().requires_grad_(True)
-            eps = self.eps_cfg(z, t)
+            output = self.prediction(z, t)
+            eps = (1 - a).sqrt() * z + a.sqrt() * output if v_prediction else output
             z0 = (z - (1 - a).sqrt() * eps) / a.sqrt()
             (grad,) = torch.autograd.grad(-self.h(z0).sum(), z)
         eps_hat = eps.detach() + self.weight * (1 - a).sqrt() * grad
@@ -72,14 +79,15 @@ class Guidance:
                     loss.backward()
                 optimizer.step()
             eps_hat = eps_hat - (a / (1 - a)).sqrt() * delta.detach()
-        return eps_hat
+        return output.detach() + (eps_hat - eps.detach()) / a.sqrt() if v_prediction else eps_hat
 
 
 def check(pipe, guidance_scale: float) -> None:
-    """What this implementation (and the official one) needs: SD 1.x/2.x, DDIM, ε-prediction, guided (w > 1)."""
+    """What this implementation needs: SD 1.x/2.x, DDIM, ε- (as the official code) or v-prediction, guided (w > 1)."""
     scheduler = pipe.scheduler
-    if family_of(pipe).name != "sd" or not isinstance(scheduler, DDIMScheduler) or scheduler.config.prediction_type != "epsilon":
-        raise ValueError("Universal Guidance is implemented for SD 1.x/2.x with DDIM and ε-prediction, as the official code")
+    if (family_of(pipe).name != "sd" or not isinstance(scheduler, DDIMScheduler)
+            or scheduler.config.prediction_type not in ("epsilon", "v_prediction")):
+        raise ValueError("Universal Guidance is implemented for SD 1.x/2.x with DDIM and ε- or v-prediction")
     if guidance_scale <= 1:
         raise ValueError("Universal Guidance here follows the official recipes: classifier-free guidance (w > 1)")
 
@@ -88,7 +96,7 @@ def generate(pipe, prompts: Sequence[str], scorer: Scorer, guidance_weight: floa
              recurrence: int = DEFAULT_RECURRENCE, backward_steps: int = 0, backward_lr: float = 1e-2,
              num_inference_steps: int = 50, guidance_scale: Optional[float] = None, latents=None, generator=None,
              output_type: str = "pil", height: Optional[int] = None, width: Optional[int] = None, **pipeline_kwargs):
-    """Sample `pipe` (SD 1.x/2.x, DDIM, ε-prediction, classifier-free guidance) with Universal Guidance by h = `scorer`."""
+    """Sample `pipe` (SD 1.x/2.x, DDIM, classifier-free guidance) with Universal Guidance by h = `scorer`."""
     family = family_of(pipe)
     prompts = list(prompts)
     guidance_scale = family.default_guidance if guidance_scale is None else guidance_scale
@@ -100,15 +108,16 @@ def generate(pipe, prompts: Sequence[str], scorer: Scorer, guidance_weight: floa
     generators = generator if isinstance(generator, list) else [generator] * len(prompts)
 
     def guided_output(module, args, kwargs, output):
-        """The pipeline's UNet call at x_t: conditional half + (ε̂ − ε_cfg)/w, so its own combination gives ε̂."""
+        """The pipeline's UNet call at x_t: conditional half + (ε̂ − ε_cfg)/w (in the model's ε or v), so that its own
+        combination gives the guided prediction."""
         if guidance.busy:
             return None
         sample = args[0] if args else kwargs["sample"]
         timestep = args[1] if len(args) > 1 else kwargs["timestep"]
         uncond_out, cond_out = output[0].chunk(2)
-        eps = uncond_out + guidance_scale * (cond_out - uncond_out)
-        eps_hat = guidance(sample.chunk(2)[0], timestep)
-        return (torch.cat([uncond_out, cond_out + (eps_hat - eps) / guidance_scale]), *output[1:])
+        combined = uncond_out + guidance_scale * (cond_out - uncond_out)
+        guided = guidance(sample.chunk(2)[0], timestep)
+        return (torch.cat([uncond_out, cond_out + (guided - combined) / guidance_scale]), *output[1:])
 
     def recur(pipeline, i: int, t, tensors: dict) -> dict:
         """k − 1 more times: re-noise z_prev to t, guided DDIM step again (the official self-recurrence)."""

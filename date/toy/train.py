@@ -27,7 +27,7 @@ from ..scorers.preprocess import to_clip_input
 from . import models
 from .data import Pairs, hard_negative, make_pairs, spatial_negative, to_unit, truth_matrix
 from .fid import FeatureNet, attribute_targets
-from .world import benchmark_captions
+from .world import benchmark_captions, tuning_captions
 
 
 @dataclass(frozen=True)
@@ -291,7 +291,7 @@ STAGES = ("vae", "generator", "clip", "fid_net", "tiny_autoencoder")
 
 def train_all(out: str, budget: Budget, stages: Sequence[str] = STAGES) -> Dict[str, object]:
     """Train `stages` and write `out/sd`, `out/clip`, `out/fid_net`, `out/taesd`, `out/training.json` and the
-    benchmark's default prompt file `out/prompts.csv`. A generator trained without the vae stage uses the VAE already in `out/sd`: every
+    benchmark's default prompt file `out/prompts.csv` (and `out/tuning_prompts.csv`, disjoint from it). A generator trained without the vae stage uses the VAE already in `out/sd`: every
     stage is seeded on its own, so this gives the same weights as a full run."""
     if "vae" in stages and "generator" not in stages:
         raise UserInputError("a new VAE needs a new generator: add the generator stage")
@@ -303,6 +303,7 @@ def train_all(out: str, budget: Budget, stages: Sequence[str] = STAGES) -> Dict[
     start = time.time()
     os.makedirs(out, exist_ok=True)
     write_captions(os.path.join(out, "prompts.csv"), benchmark_captions())
+    write_captions(os.path.join(out, "tuning_prompts.csv"), tuning_captions())
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer = save_clip_tokenizer(tmp)
     pairs = make_pairs(budget.pairs, seed=SEED)

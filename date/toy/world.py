@@ -9,7 +9,7 @@ from typing import List, Sequence, Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .captions import COLORS, SHAPES, SIZE, TEMPLATES, Caption, Placed, judge
+from .captions import COLORS, RELATIONS, SHAPES, SIZE, TEMPLATES, Caption, Placed, judge
 
 MIN_SIDE, MAX_SIDE = 0.2 * SIZE, 0.4 * SIZE
 BORDER = 1.0  # px kept free at the image border
@@ -121,5 +121,20 @@ def benchmark_captions(per_pair_template: int = 70, seed: int = 2025) -> List[st
         chosen: dict = {}
         while len(chosen) < count:
             chosen.setdefault(sample_caption(rng, template).text, None)
+        captions += list(chosen)
+    return captions
+
+
+def tuning_captions(per_relation: int = 40, seed: int = 7) -> List[str]:
+    """Prompts for tuning methods' settings: two-object captions none of which is a benchmark caption (every
+    one-object caption is in the benchmark, so there is none left to tune on)."""
+    rng, benchmark = np.random.default_rng(seed), set(benchmark_captions())
+    captions: List[str] = []
+    for template in RELATIONS:
+        chosen: dict = {}
+        while len(chosen) < per_relation:
+            text = sample_caption(rng, template).text
+            if text not in benchmark:
+                chosen.setdefault(text, None)
         captions += list(chosen)
     return captions

@@ -1,0 +1,40 @@
+"""The methods the toy benchmark compares, and the settings that define their images.
+
+Every method samples the same toy Stable Diffusion from the same initial noise; they differ only in what they do
+during sampling. The baselines' settings below were tuned on the tuning prompts (`evaluation/toy_tune.py`), never on
+the benchmark's.
+"""
+from typing import Callable, List
+
+import torch
+from PIL import Image
+
+import date
+
+METHODS = ("fixed", "fixed70", "ebca", "ug", "date", "date_fast")
+LABELS = {"fixed": "fixed", "fixed70": "fixed, 70 steps", "ebca": "EBCA", "ug": "Universal Guidance (h = toy CLIP)",
+          "date": "DATE (h = toy CLIP)", "date_fast": "DATE fast (tiny x̂0 decoder)"}
+# the baselines' settings, tuned on the toy world's tuning prompts (assets/toy/tuning_prompts.csv; README, "Toy world")
+GAMMA_ATTN, GAMMA_NORM = 0.01, 0.02
+UG_WEIGHT, UG_RECURRENCE = 5.0, 1
+BASELINES = ("fixed", "date")  # every other method is compared with these, paired
+IMAGE_SETTINGS = ("steps", "w", "skip_freq", "lr_upt_prompt", "num_upt_prompt", "model", "clip_model", "x0_decoder",
+                  "gamma_attn", "gamma_norm", "optim_forward_guidance_wt", "optim_num_steps")
+
+
+def sampler(method: str, pipe, scorer, args, x0_decoder=None) -> Callable[[List[str], torch.Tensor, List[torch.Generator]], List[Image.Image]]:
+    """(prompts, initial noise, generators) -> images of one method; every method shares the pipeline, w and noise."""
+    from date.methods import ebca, universal_guidance
+
+    common = {"num_inference_steps": 70 if method == "fixed70" else args.steps, "guidance_scale": args.w}
+    if method == "ug":
+        return lambda prompts, latents, generators: universal_guidance.generate(
+            pipe, prompts, scorer, guidance_weight=args.optim_forward_guidance_wt, recurrence=args.optim_num_steps,
+            latents=latents, generator=generators, **common).images
+    if method == "ebca":
+        return lambda prompts, latents, generators: ebca.generate(
+            pipe, prompts, gamma_attn=args.gamma_attn, gamma_norm=args.gamma_norm, latents=latents, **common).images
+    update = {"skip_freq": args.skip_freq, "lr_upt_prompt": args.lr_upt_prompt, "num_upt_prompt": args.num_upt_prompt,
+              "x0_decoder": x0_decoder if method == "date_fast" else None}
+    h = None if method.startswith("fixed") else scorer
+    return lambda prompts, latents, generators: date.generate(pipe, prompts, h, latents=latents, **common, **update).images
