@@ -20,6 +20,9 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # run as `python benchmarks/speed_memory.py`: import the repository's date package
+
+from date import flags  # noqa: E402
 TOY = os.path.join(ROOT, "assets", "toy")
 CONFIGS = {"fixed": "fixed embedding", "date": "DATE (update_bs auto)", "lean": "DATE --lean",
            "fast": "DATE fast (tiny x̂0 decoder, fp16 CLIP on GPU)"}
@@ -48,7 +51,6 @@ def load(arch: str, device, dtype, scorer_dtype):
 
 def measure(args) -> dict:
     """Generate one batch in configuration `args.config` and return its seconds and peak memory."""
-    sys.path.insert(0, ROOT)
     import torch
 
     import date
@@ -101,13 +103,13 @@ def table(rows: list, memory: str) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = flags.Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", choices=["sd15", "toy"], default="sd15", help="SD 1.5 architecture (random weights) or the toy model")
     p.add_argument("--device", default="cuda")
-    p.add_argument("--bs", type=int, default=8)
-    p.add_argument("--steps", type=int, default=50)
-    p.add_argument("--skip_freq", type=int, default=10)
-    p.add_argument("--height", type=int, default=None, help="image side (default: the model's, 512 for sd15)")
+    p.add_argument("--bs", type=flags.positive_int, default=8)
+    p.add_argument("--steps", type=flags.positive_int, default=50)
+    p.add_argument("--skip_freq", type=flags.positive_int, default=10)
+    p.add_argument("--height", type=flags.positive_int, default=None, help="image side (default: the model's, 512 for sd15)")
     p.add_argument("--update_bs", default="auto", help="micro-batch of date and fast ('auto' or a number)")
     p.add_argument("--dtypes", default="fp32,fp16", help="comma-separated: fp32, fp16")
     p.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated subset of {','.join(CONFIGS)} (fixed first)")

@@ -214,6 +214,8 @@ def _validate(args) -> None:
         raise UserInputError(f"--device must be cpu, cuda or cuda:<index>, got {args.device!r}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserInputError("--device cuda asked for, but no CUDA GPU is available (use --device cpu)")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise UserInputError(f"--device {args.device}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
     if device.type not in ("cpu", "cuda"):
         raise UserInputError(f"--device must be cpu, cuda or cuda:<index>, got {args.device!r}")
 

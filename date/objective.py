@@ -166,7 +166,6 @@ class Objective:
             start = part.stop
         return grads, values
 
-
     @torch.no_grad()
     def evaluate(self, embeds: torch.Tensor, point: Point) -> Tuple[torch.Tensor, torch.Tensor]:
         """The decoded x̂0 (as h sees it, unclamped, on the CPU) and h at c = `embeds`, without gradients."""

@@ -138,8 +138,8 @@ def _check_same_prompts(folders: Sequence[Folder], baseline: Folder) -> None:
     for folder in folders:
         if folder.captions is not None and folder.captions != baseline.captions:
             first = next(i for i, (a, b) in enumerate(zip(folder.captions, baseline.captions)) if a != b)
-            raise UserInputError(f"{folder.path} and the baseline {baseline.path} used different captions (first at "
-                                 f"index {first}); paired statistics need the same prompts")
+            raise UserInputError(f"{folder.path} and {baseline.path} used different captions (first at index {first}); "
+                                 "paired statistics and contact sheets need the same prompts")
 
 
 class _DefaultModelUnavailable(Exception):
@@ -387,8 +387,8 @@ def main(argv: Sequence[str] | None = None) -> List[dict]:
     folders = _open_folders(_with_baseline_first(args.dirs, args.baseline), args.num_eval, args.text_path,
                             need_captions)
     baseline = folders[0] if args.baseline is not None else None
-    if baseline is not None:
-        _check_same_prompts(folders, baseline)
+    if baseline is not None or grid:
+        _check_same_prompts(folders, baseline or folders[0])
     if "clip" in args.metrics:
         clip_score.open_clip_source(args.clip_model, args.clip_pretrained)
     reference = Reference(args.reference) if "fid" in args.metrics else None

@@ -12,11 +12,11 @@ from PIL import Image
 import date
 
 METHODS = ("fixed", "fixed70", "ebca", "ug", "date", "date_fast")
-LABELS = {"fixed": "fixed", "fixed70": "fixed, 70 steps", "ebca": "EBCA", "ug": "Universal Guidance (h = toy CLIP)",
+LABELS = {"fixed": "fixed", "fixed70": "fixed, 70 steps", "ebca": "EBCA", "ug": "UG (h = toy CLIP)",
           "date": "DATE (h = toy CLIP)", "date_fast": "DATE fast (tiny x̂0 decoder)"}
 # the baselines' settings, tuned on the toy world's tuning prompts (assets/toy/tuning_prompts.csv; README, "Toy world")
-GAMMA_ATTN, GAMMA_NORM = 0.01, 0.02
-UG_WEIGHT, UG_RECURRENCE = 5.0, 1
+GAMMA_ATTN, GAMMA_NORM = 0.001, 0.3  # official text-to-image values: 0.01, 0.02
+UG_WEIGHT, UG_RECURRENCE = 30.0, 2  # official defaults: 5, 1
 BASELINES = ("fixed", "date")  # every other method is compared with these, paired
 IMAGE_SETTINGS = ("steps", "w", "skip_freq", "lr_upt_prompt", "num_upt_prompt", "model", "clip_model", "x0_decoder",
                   "gamma_attn", "gamma_norm", "optim_forward_guidance_wt", "optim_num_steps")

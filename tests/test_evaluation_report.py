@@ -159,14 +159,18 @@ def test_report_computes_image_reward_through_the_backend(tmp_path, monkeypatch,
 
 @pytest.mark.parametrize("case, fragments", [
     ("different captions", ["different captions", "index 0"]),
+    ("contact sheet of different captions", ["different captions", "contact sheets"]),
     ("reference without mu/sigma", ["lacks mu and sigma"]),
     ("no reference", ["--reference is required"]),
 ])
 def test_report_user_mistakes(tmp_path, two_folders, capsys, case, fragments):
     base, date = two_folders
     argv = _argv(tmp_path, base, date)
-    if case == "different captions":
+    if case.endswith("different captions"):
         (tmp_path / "date" / "subset.csv").write_text("caption\n" + "another prompt\n" * 6)
+    if case.startswith("contact sheet"):
+        del argv[argv.index("--baseline"):argv.index("--baseline") + 2]
+        argv = [base] + argv + ["--grid", "2"]  # two folders, no baseline: the sheet alone needs the same captions
     elif case == "reference without mu/sigma":
         wrong = str(tmp_path / "wrong.npz")
         save_npz(wrong, {"m": np.zeros(2048)})

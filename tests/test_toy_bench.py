@@ -40,7 +40,7 @@ def test_small_benchmark_run_reports_every_method(tmp_path):
             assert paired["gained"] + paired["lost"] <= 8 and 0 <= paired["mcnemar_p"] <= 1
     table = (out / "results.md").read_text()
     assert "| exact accuracy ↑ |" in table and "DATE fast (tiny x̂0 decoder)" in table and "| seconds per image ↓ |" in table
-    assert "EBCA − DATE (h = toy CLIP)" in table
+    assert "EBCA − DATE (h = toy CLIP)" in table and "UG (h = toy CLIP)" in table
     with Image.open(out / "grid.png") as grid:  # 4 prompts (all of them) × 6 methods, toy images enlarged
         assert grid.width == 6 * 128 + 7 * 6 and 4 * 128 < grid.height < 4 * 128 + 4 * 60
         cell = np.asarray(grid.convert("RGB"))[60:60 + 128, 6:6 + 128]
@@ -74,13 +74,13 @@ def test_methods_subset_and_bad_methods(tmp_path, capsys):
 
 
 def test_same_noise_same_images_without_updates(tmp_path):
-    """With ρ = 0, s = 0 and γ = 0, every method must reproduce the fixed-embedding images exactly: the comparison is
-    paired."""
+    """With ρ = 0, s = 0 (no recurrence, which re-noises) and γ = 0, every method must reproduce the fixed-embedding
+    images exactly: the comparison is paired."""
     prompts = str(tmp_path / "prompts.csv")
     write_captions(prompts, PROMPTS[:2])
     out = tmp_path / "bench"
     toy_bench.main(["--prompts", prompts, "--out", str(out), "--steps", "3", "--lr_upt_prompt", "0", "--gamma_attn", "0",
-                    "--gamma_norm", "0", "--optim_forward_guidance_wt", "0", "--reference_images", "20",
+                    "--gamma_norm", "0", "--optim_forward_guidance_wt", "0", "--optim_num_steps", "1", "--reference_images", "20",
                     "--methods", "fixed,ebca,ug,date,date_fast"])
     for index in ("0", "1"):
         for method in ("ebca", "ug", "date", "date_fast"):

@@ -4,7 +4,6 @@ Stages: render the training pairs; the VAE; the text encoder and UNet together o
 dropped so that classifier-free guidance works); the CLIP scorer h, contrastively with one-edit hard negatives; the
 toy-FID feature network; a tiny autoencoder distilled from the VAE (DATE's fast mode decodes x̂0 with it). Every stage is seeded, so a run on the same library versions reproduces the weights.
 """
-import argparse
 import copy
 import json
 import math
@@ -20,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from .. import flags
 from ..clip_tokenizer import save_clip_tokenizer
 from ..errors import UserInputError, exit_on_user_error
 from ..prompts import write_captions
@@ -340,10 +340,10 @@ def train_all(out: str, budget: Budget, stages: Sequence[str] = STAGES) -> Dict[
 
 @exit_on_user_error
 def main(argv: List[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = flags.Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="assets/toy", help="folder for sd/, clip/, fid_net/, taesd/ (default: assets/toy)")
     parser.add_argument("--quick", action="store_true", help="a few steps of every stage: a smoke test, not usable weights")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads (default: 2)")
+    parser.add_argument("--threads", type=flags.positive_int, default=2, help="CPU threads (default: 2)")
     parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)} (default: all)")
     args = parser.parse_args(argv)
     if args.threads < 1:
