@@ -19,11 +19,10 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)  # run as `python benchmarks/speed_memory.py`: import the repository's date package
+from date.io import flags
+from date.run.loading import ASSETS
 
-from date import flags  # noqa: E402
-TOY = os.path.join(ROOT, "assets", "toy")
+TOY = os.path.join(ASSETS, "toy")
 CONFIGS = {"fixed": "fixed embedding", "date": "DATE (update_bs auto)", "lean": "DATE --lean",
            "fast": "DATE fast (tiny x̂0 decoder, fp16 CLIP on GPU)"}
 PROMPT = "a photograph of an astronaut riding a horse"
@@ -34,8 +33,7 @@ def load(arch: str, device, dtype, scorer_dtype):
     from date.scorers.clip import CLIPScorer
 
     if arch == "sd15":
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        import sd15
+        import sd15  # beside this script, which is run as `python benchmarks/speed_memory.py`
 
         pipe, (clip, tokenizer), tiny = sd15.build(device, dtype, scorer_dtype)
         scorer = CLIPScorer(clip, tokenizer)

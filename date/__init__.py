@@ -6,7 +6,7 @@ diffusers and transformers.
 import importlib
 
 _PUBLIC = {"CLIPScorer": "scorers.clip", "ImageRewardScorer": "scorers.image_reward", "Scorer": "scorers.base",
-           "generate": "sampling", "update_steps": "sampling"}
+           "generate": "sampling", "update_steps": "sampling", "make_scheduler": "pipeline.schedulers"}
 
 __all__ = sorted(_PUBLIC)
 

@@ -15,11 +15,11 @@ from typing import List, Optional, Tuple
 
 import torch
 
-from .denoiser_call import Call, batch_slice, get, replaced
-from .families import Family
-from .memory import LargestStep, SavedBytes, UpdatePlan, weight_bytes
-from .schedulers import predicted_original_sample
-from .scorers.base import Scorer
+from date.pipeline.call import Call, batch_slice, get, replaced
+from date.pipeline.families import Family
+from date.memory import LargestStep, SavedBytes, UpdatePlan, weight_bytes
+from date.pipeline.schedulers import predicted_original_sample
+from date.scorers.base import Scorer
 
 TEXT = ("encoder_hidden_states",)
 
@@ -87,7 +87,6 @@ class Objective:
     condition: Optional[Condition] = None
     cond_org: Optional[torch.Tensor] = None
     movable: Optional[torch.Tensor] = None
-    kept_images: Optional[List[torch.Tensor]] = None  # set to a list: the decoded x̂0 of each micro-batch is kept there
 
     def start(self, call: Call) -> torch.Tensor:
         """Take c_org from the pipeline's first conditional call; return it (flat)."""
@@ -95,6 +94,10 @@ class Objective:
         self.cond_org = self.condition.read(call).detach().clone()
         self.movable = self.condition.movable(call)
         return self.cond_org
+
+    def write(self, call: Call, embeds: torch.Tensor) -> Call:
+        """The call with c = `embeds` (flat) in place of its text condition."""
+        return self.condition.write(call, embeds)
 
     def point(self, call: Call, uncond_call: Optional[Call], step_index: int) -> Point:
         """The update step at this call; ε(x_t, t, c_u) is computed once, for every gradient step and the sampling step."""
@@ -115,25 +118,28 @@ class Objective:
             noise = uncond + self.guidance_scale * (noise - uncond)
         return predicted_original_sample(self.pipe.scheduler, noise, x_t, point.step_index, point.t)
 
-    def gradient(self, embeds: torch.Tensor, point: Point) -> Tuple[torch.Tensor, torch.Tensor]:
-        """g = ∂Σ_b(−h_b + prior_b)/∂c (zero on padding) and h_b at c = `embeds`, `plan.chunk` samples at a time."""
-        grads, values = [], []
+    def gradient(self, embeds: torch.Tensor, point: Point, keep_images: bool = False
+                 ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+        """g = ∂Σ_b(−h_b + prior_b)/∂c (zero on padding) and h_b at c = `embeds`, `plan.chunk` samples at a time; with
+        `keep_images`, also the decoded x̂0 (on the CPU, as h sees it), else None."""
+        grads, values, images = [], [], []
         start = 0
         while start < len(embeds):
             part = slice(start, start + self.plan.chunk(len(embeds)))
-            grad, h = self._chunk_gradient(embeds, point, part)
+            grad, h = self._chunk_gradient(embeds, point, part, images if keep_images else None)
             grads.append(grad)
             values.append(h)
             start = part.stop
-        return torch.cat(grads), torch.cat(values)
+        return torch.cat(grads), torch.cat(values), torch.cat(images) if keep_images else None
 
-    def _chunk_gradient(self, embeds: torch.Tensor, point: Point, part: slice) -> Tuple[torch.Tensor, torch.Tensor]:
+    def _chunk_gradient(self, embeds: torch.Tensor, point: Point, part: slice,
+                        images: Optional[List[torch.Tensor]]) -> Tuple[torch.Tensor, torch.Tensor]:
         measuring = self.plan.measuring
         with torch.enable_grad():
             embeds = embeds[part].detach().requires_grad_(True)
             with SavedBytes(self.denoiser, active=measuring) as denoiser_graph:
                 x0 = self.predicted_x0(embeds, point, part)
-            image_grad, h = self.image_gradient(x0.detach(), self.prompts[part], denoiser_graph.total)
+            image_grad, h = self.image_gradient(x0.detach(), self.prompts[part], denoiser_graph.total, images)
             outputs, output_grads = [x0], [-image_grad]
             if self.weight_prior != 0:
                 drift = (embeds - self.cond_org[part]) ** 2
@@ -142,9 +148,11 @@ class Objective:
             (grad,) = torch.autograd.grad(outputs, embeds, output_grads)
         return (grad if self.movable is None else grad * self.movable[part]), h
 
-    def image_gradient(self, x0: torch.Tensor, prompts: List[str], denoiser_graph: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        """∂h/∂x̂0 and h, decoder + scorer in micro-batches whose graphs are freed one after the other. While the plan
-        is measuring (one image), this also measures the decoder + scorer graph and sizes the plan."""
+    def image_gradient(self, x0: torch.Tensor, prompts: List[str], denoiser_graph: int,
+                       images: Optional[List[torch.Tensor]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """∂h/∂x̂0 and h, decoder + scorer in micro-batches whose graphs are freed one after the other; the decoded
+        images are appended to `images` when it is a list. While the plan is measuring (one image), this also measures
+        the decoder + scorer graph and sizes the plan."""
         grads, values = torch.empty_like(x0), torch.empty(len(x0), device=x0.device)
         start = 0
         while start < len(x0):
@@ -156,8 +164,8 @@ class Objective:
                     image = self.family.latents_to_image(self.pipe, self.decoder, x, self.height, self.width)
                 h = self.scorer.score(image, prompts[part])
                 (grad,) = torch.autograd.grad(h.sum(), x)
-            if self.kept_images is not None:
-                self.kept_images.append(image.detach().float().cpu())
+            if images is not None:
+                images.append(image.detach().float().cpu())
             if measuring:
                 extra = weight_bytes(self.scorer) + (0 if self.decoder is self.pipe.vae else weight_bytes(self.decoder))
                 self.plan.decide(len(self.prompts), denoiser_graph, graph.total, step.bytes,

@@ -1,6 +1,4 @@
-"""The DATE update rule: normalized gradient steps on the conditional text embedding, the same for every model and h."""
-from typing import Callable
-
+"""The DATE update rule: a normalized gradient step on the conditional text embedding, the same for every model and h."""
 import torch
 
 
@@ -10,20 +8,9 @@ def normalized(grad: torch.Tensor) -> torch.Tensor:
     return torch.where(norms > 0, grad / norms.clamp_min(torch.finfo(grad.dtype).tiny), torch.zeros_like(grad))
 
 
-def update_embeddings(
-    embeds: torch.Tensor,
-    embeds_org: torch.Tensor,
-    gradient: Callable[[torch.Tensor], torch.Tensor],
-    num_steps: int,
-    lr: float,
-    init_org: bool = False,
-) -> torch.Tensor:
-    """Take `num_steps` steps c ← base − ρ·g/‖g‖ with g = gradient(c) = ∂Σ_b loss_b/∂c, base = c (or c_org with init_org).
-
-    Samples must not interact in the loss, so that each g_b only depends on sample b.
-    """
-    for _ in range(num_steps):
-        grad = gradient(embeds.detach())
-        base = embeds_org if init_org else embeds
-        embeds = (base - lr * normalized(grad)).detach()
-    return embeds
+def normalized_step(embeds: torch.Tensor, embeds_org: torch.Tensor, grad: torch.Tensor, lr: float,
+                    init_org: bool = False) -> torch.Tensor:
+    """c ← base − ρ·g/‖g‖ per sample, base = c (or c_org with `init_org`): every sample moves by exactly ρ, whatever
+    the scale of its gradient. `grad` must be ∂Σ_b loss_b/∂c of a loss where samples do not interact."""
+    base = embeds_org if init_org else embeds
+    return (base - lr * normalized(grad)).detach()

@@ -2,13 +2,7 @@
 
     python evaluation/aesthetic.py --img_path <generated_dir> [--h_model aesthetic=PATH_OR_ID] [--num_eval 5000] [--bs 16]
 """
-import os
-import sys
-
-if not __package__:  # run as `python evaluation/<script>.py`: import from the repository root, not from evaluation/
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-from evaluation import h_metric  # noqa: E402
+from evaluation import h_metric
 
 if __name__ == "__main__":
     h_metric.main("aesthetic", "Aesthetic score")

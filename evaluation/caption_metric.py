@@ -8,7 +8,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from date import flags
+from date.io import flags
+from date.io.devices import pick_device
 from evaluation import cli
 from evaluation.image_folder import captioned_images, image_batches
 from evaluation.score_files import folder_fingerprint, load_scores, save_scores
@@ -72,7 +73,7 @@ def run_caption_metric(args: argparse.Namespace, model_id: str, build_scorer: Ca
                        score_file: str, label: str) -> np.ndarray:
     """A metric script's whole job: check the inputs, load the model, score, save, print `Average <label>: <x>`."""
     paths, captions = captioned_images(args.img_path, args.num_eval, args.text_path)
-    device = cli.pick_device(args.device)
+    device = pick_device(args.device)
     scores = score_captioned_folder(args.img_path, paths, captions, model_id, lambda: build_scorer(device),
                                     score_file, args.bs, cli.num_workers(args), desc=label)
     print(f"Evaluated {len(scores)} images; per-image scores saved to {os.path.join(args.img_path, score_file)}")

@@ -1,24 +1,8 @@
-"""Command-line plumbing shared by the evaluation scripts: devices and image-loader workers."""
+"""Command-line plumbing shared by the evaluation scripts: batch size, device and image-loader workers."""
 import argparse
 import os
 
-import torch
-
-from date.errors import UserInputError
-from date.flags import positive_int
-
-
-def pick_device(name: str | None) -> torch.device:
-    """The requested device, or the GPU when there is one and the CPU otherwise."""
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as e:
-        raise UserInputError(f"invalid --device {name!r}: {e}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserInputError(f"--device {name} requested but no CUDA GPU is available")
-    return device
+from date.io.flags import positive_int
 
 
 def default_num_workers() -> int:

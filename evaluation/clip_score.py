@@ -7,11 +7,6 @@ Prints `Average CLIP score: <x>` and saves the per-image scores to `<img_path>/c
 """
 import os
 import pickle
-import sys
-
-if not __package__:  # run as `python evaluation/<script>.py`: import from the repository root, not from evaluation/
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 from typing import List, Sequence, Tuple
 
 import numpy as np
@@ -19,8 +14,8 @@ import open_clip
 import torch
 import torch.nn.functional as F
 
-from date import flags
-from date.errors import UserInputError, exit_on_user_error
+from date.io import flags
+from date.io.errors import UserInputError, exit_on_user_error
 from evaluation.caption_metric import add_caption_metric_args, run_caption_metric
 
 DEFAULT_MODEL = "ViT-g-14"

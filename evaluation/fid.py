@@ -7,18 +7,14 @@ Features are pytorch-fid's (TF-FID InceptionV3, pool3, images fed as RGB in [0, 
 paper. The generated folder contributes `0.png .. <num_eval-1>.png`; a reference folder contributes all its images.
 """
 import os
-import sys
-
-if not __package__:  # run as `python evaluation/<script>.py`: import from the repository root, not from evaluation/
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 from typing import Callable, Sequence, Tuple
 
 import numpy as np
 from scipy.linalg import lapack
 
-from date import flags
-from date.errors import UserInputError, exit_on_user_error
+from date.io import flags
+from date.io.devices import pick_device
+from date.io.errors import UserInputError, exit_on_user_error
 from evaluation import cli
 from evaluation.image_folder import all_image_paths, generated_image_paths
 from evaluation.inception import FEATURE_DIM, RANDOM_WEIGHTS, InceptionFeatures
@@ -138,7 +134,7 @@ def _save_stats(image_dir: str, out_path: str, features: InceptionFeatures) -> N
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parse_args(argv)
-    features = InceptionFeatures(args.inception_weights, cli.pick_device(args.device), args.bs, cli.num_workers(args))
+    features = InceptionFeatures(args.inception_weights, pick_device(args.device), args.bs, cli.num_workers(args))
     if args.save_stats:
         _save_stats(*args.paths, features)
         return

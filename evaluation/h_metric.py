@@ -8,10 +8,10 @@ from typing import Dict, List, Sequence
 import numpy as np
 import torch
 
-from date.errors import exit_on_user_error
-from date.loading import model_path
+from date.io.errors import exit_on_user_error
+from date.io.loading import model_path
 from date.scorers import H_MODELS, Scorer, load_scorer, parse_sources
-from date import flags
+from date.io import flags
 from evaluation.caption_metric import add_caption_metric_args, run_caption_metric
 
 

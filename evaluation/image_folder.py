@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from date.errors import UserInputError
-from date.prompts import read_captions
+from date.io.errors import UserInputError
+from date.io.captions import read_captions
 
 CAPTION_FILE = "subset.csv"
 IMAGE_EXTENSIONS = (".bmp", ".jpg", ".jpeg", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp")

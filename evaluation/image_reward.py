@@ -6,21 +6,15 @@ Prints `Average ImageReward: <x>` and saves the per-image rewards to `<img_path>
 `scores`). Images are preprocessed like the reference's evaluation (shorter side to 224 bicubic, center crop, CLIP
 normalization), after being decoded as RGB.
 """
-import os
-import sys
-
-if not __package__:  # run as `python evaluation/<script>.py`: import from the repository root, not from evaluation/
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 from typing import List, Sequence
 
 import numpy as np
 import torch
 
-from date.errors import exit_on_user_error
+from date.io.errors import exit_on_user_error
 from date.scorers.image_reward import DEFAULT_MODEL, DEFAULT_TOKENIZER, ImageRewardScorer, pil_to_pixels
-from date.loading import model_path
-from date import flags
+from date.io.loading import model_path
+from date.io import flags
 from evaluation.caption_metric import add_caption_metric_args, run_caption_metric
 
 SCORE_FILE = "image_reward_scores.npz"

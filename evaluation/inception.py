@@ -16,9 +16,9 @@ import torch
 import torchvision.transforms.functional as TF
 from pytorch_fid.inception import InceptionV3
 
-from date.errors import UserInputError
+from date.io.errors import UserInputError
 
-from .image_folder import image_batches
+from evaluation.image_folder import image_batches
 
 FEATURE_DIM = 2048
 FID_WEIGHTS_FILE = os.path.basename(pytorch_fid_inception.FID_WEIGHTS_URL)

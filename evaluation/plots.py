@@ -6,7 +6,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from date.outputs import atomic_write
+from date.io.atomic import atomic_write
 
 Bar = Tuple[str, float, Optional[float], Optional[float], Optional[str]]  # label, value, low, high, note above it
 

@@ -10,6 +10,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from date.io.atomic import atomic_write
+
 
 def folder_fingerprint(paths: Sequence[str], captions: Sequence[str] | None, model_id: str) -> str:
     """A short hash of what a per-image result depends on."""
@@ -23,15 +25,13 @@ def folder_fingerprint(paths: Sequence[str], captions: Sequence[str] | None, mod
 
 
 def save_npz(path: str, arrays: Mapping[str, np.ndarray]) -> None:
-    """np.savez to a temporary file, then rename it into place: readers never see a half-written file."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
+    """np.savez written atomically: readers never see a half-written file."""
+
+    def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+
+    atomic_write(path, write)
 
 
 def save_scores(path: str, scores: np.ndarray, fingerprint: str = "") -> None:

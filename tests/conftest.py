@@ -4,12 +4,11 @@ import sys
 import pytest
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)  # tiny models: threads cost more than they bring
 
-from tests.tiny_models import save_tiny_models  # noqa: E402
+from tests.support.tiny_models import save_tiny_models  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -21,7 +20,7 @@ def tiny_dirs(tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def family_dirs(tiny_dirs, tmp_path_factory) -> dict:
     """Tiny pipelines of the other families saved as local model folders (model_index.json names the class)."""
-    from tests.tiny_families import tiny_flux, tiny_pixart, tiny_sd3, tiny_sdxl
+    from tests.support.tiny_families import tiny_flux, tiny_pixart, tiny_sd3, tiny_sdxl
 
     root = tmp_path_factory.mktemp("tiny_families")
     pipes = {"sdxl": tiny_sdxl(tiny_dirs["tokenizer"]), "sd3": tiny_sd3(tiny_dirs["tokenizer"]),
@@ -35,7 +34,7 @@ def family_dirs(tiny_dirs, tmp_path_factory) -> dict:
 def generate_date_cli(tiny_dirs, tmp_path, monkeypatch):
     """Run generate_date.py in process on the tiny pipeline and two captions: run(*flags, save=folder)."""
     import generate_date
-    from date.prompts import write_captions
+    from date.io.captions import write_captions
 
     captions = str(tmp_path / "captions.csv")
     write_captions(captions, ["a red circle on the left", "a photo of a dog on a beach"])

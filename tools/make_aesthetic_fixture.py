@@ -1,5 +1,5 @@
-"""Record what the LAION improved aesthetic predictor computes on the recipe weights (tests/aesthetic_recipe.py): the
-fixture that proves `date.scorers.aesthetic` exact (tests/test_scorers.py builds the same CLIP in transformers and
+"""Record what the LAION improved aesthetic predictor computes on the recipe weights (tests/support/aesthetic_recipe.py): the
+fixture that proves `date.scorers.aesthetic` exact (tests/date/scorers/test_scorers.py builds the same CLIP in transformers and
 the same MLP checkpoint, loads them with our loader and must agree to 1e-5).
 
 The reference is the predictor's `simple_inference.py`, step for step: OpenAI's `clip` package (`clip-anytorch` 2.6.0,
@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tests import aesthetic_recipe as recipe  # noqa: E402
-from tests.hps_recipe import rgb_images  # noqa: E402
+from tests.support import aesthetic_recipe as recipe  # noqa: E402
+from tests.support.hps_recipe import rgb_images  # noqa: E402
 
 FIXTURE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "fixtures",
                        "aesthetic_reference.json")

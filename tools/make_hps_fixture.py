@@ -1,5 +1,5 @@
-"""Record what the reference HPS v2.1 scorer computes on the recipe checkpoint (tests/hps_recipe.py): the fixture that
-proves `date.scorers.hps` exact (tests/test_scorers.py rebuilds the checkpoint, loads it with our loader and must
+"""Record what the reference HPS v2.1 scorer computes on the recipe checkpoint (tests/support/hps_recipe.py): the fixture that
+proves `date.scorers.hps` exact (tests/date/scorers/test_scorers.py rebuilds the checkpoint, loads it with our loader and must
 agree to 1e-5).
 
 The reference is the PyPI package `hpsv2` 1.2.0, its `img_score.score` run unmodified, with its own vendored open_clip,
@@ -25,7 +25,7 @@ import tempfile
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tests import hps_recipe as recipe  # noqa: E402
+from tests.support import hps_recipe as recipe  # noqa: E402
 
 FIXTURE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "fixtures",
                        "hps_reference.json")

@@ -1,5 +1,5 @@
 """Record what the reference ImageReward computes on the recipe checkpoint: the fixture that proves `date.image_reward`
-exact (tests/test_image_reward.py rebuilds the same checkpoint, loads it with our loader and must agree to 1e-5).
+exact (tests/date/scorers/test_image_reward.py rebuilds the same checkpoint, loads it with our loader and must agree to 1e-5).
 
 The reference is the PyPI package `image-reward` 1.5, run unmodified. It only imports next to the libraries of its
 time, so this script runs in a throwaway environment outside the repository (torch comes from this machine's disk):
@@ -28,7 +28,7 @@ import tempfile
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tests import image_reward_recipe as recipe  # noqa: E402
+from tests.support import image_reward_recipe as recipe  # noqa: E402
 
 MAX_PROMPT_TOKENS = 35  # what the reference tokenizes to
 
@@ -108,7 +108,7 @@ def record(model, med_config: dict, vision_config: dict) -> dict:
                  ("timm", "timm"), ("pillow", "PIL"))}
     versions["image-reward"] = importlib.metadata.version("image-reward")
     return {
-        "about": "rewards of the reference image-reward package on tests/image_reward_recipe.py's checkpoint; "
+        "about": "rewards of the reference image-reward package on tests/support/image_reward_recipe.py's checkpoint; "
                  "made by tools/make_image_reward_fixture.py",
         "environment": versions,
         "med_config": med_config,

@@ -74,7 +74,7 @@ def energy_cross_attention(unet, gamma_attn: float = DEFAULT_GAMMA_ATTN,
 
 def generate(pipe, prompts, gamma_attn: float = DEFAULT_GAMMA_ATTN, gamma_norm: float = DEFAULT_GAMMA_NORM, **kwargs):
     """Sample with EBCA: `date.generate` without a scorer (the stock pipeline), cross-attention updated as above."""
-    from ..sampling import generate as sample
+    from date.sampling import generate as sample
 
     with energy_cross_attention(pipe.unet, gamma_attn, gamma_norm):
         return sample(pipe, prompts, None, **kwargs)

@@ -21,10 +21,10 @@ import torch
 from diffusers import DDIMScheduler
 from diffusers.utils.torch_utils import randn_tensor
 
-from ..families import family_of
-from ..memory import frozen
-from ..objective import pipeline_modules
-from ..scorers.base import Scorer
+from date.pipeline.families import family_of
+from date.memory import frozen
+from date.objective import pipeline_modules
+from date.scorers.base import Scorer
 
 DEFAULT_WEIGHT = 5.0  # --optim_forward_guidance_wt
 DEFAULT_RECURRENCE = 1  # --optim_num_steps
@@ -99,9 +99,10 @@ def generate(pipe, prompts: Sequence[str], scorer: Scorer, guidance_weight: floa
     """Sample `pipe` (SD 1.x/2.x, DDIM, classifier-free guidance) with Universal Guidance by h = `scorer`."""
     family = family_of(pipe)
     prompts = list(prompts)
-    guidance_scale = family.default_guidance if guidance_scale is None else guidance_scale
+    defaults = family.defaults(pipe)
+    guidance_scale = defaults.guidance_scale if guidance_scale is None else guidance_scale
     check(pipe, guidance_scale)
-    height, width = height or family.default_size(pipe), width or family.default_size(pipe)
+    height, width = height or defaults.size, width or defaults.size
     device = pipe._execution_device
     cond, uncond = pipe.encode_prompt(prompts, device, 1, True)
     guidance = Guidance(pipe, scorer, prompts, uncond, cond, guidance_scale, guidance_weight, backward_steps, backward_lr)

@@ -4,9 +4,9 @@ from typing import Dict, Optional
 
 import torch
 
-from ..errors import UserInputError
-from .base import Scorer
-from .weighted import Weighted
+from date.io.errors import UserInputError
+from date.scorers.base import Scorer
+from date.scorers.weighted import Weighted
 
 # name -> (default source, extra sources the loader takes, e.g. a tokenizer)
 H_MODELS = {
@@ -56,23 +56,23 @@ def load_scorer(name: str, sources: Optional[Dict[str, str]] = None, torch_dtype
     default, extra = H_MODELS[name]
     sources = {**{name: default}, **extra, **(sources or {})}
     if name == "clip":
-        from .clip import CLIPScorer
+        from date.scorers.clip import CLIPScorer
 
         return CLIPScorer.from_pretrained(sources["clip"], torch_dtype=torch_dtype)
     if name == "ir":
-        from .image_reward import ImageRewardScorer
+        from date.scorers.image_reward import ImageRewardScorer
 
         return ImageRewardScorer.from_pretrained(sources["ir"], tokenizer=sources["ir_tokenizer"], torch_dtype=torch_dtype)
     if name == "pickscore":
-        from .pickscore import PickScoreScorer
+        from date.scorers.pickscore import PickScoreScorer
 
         return PickScoreScorer.from_pretrained(sources["pickscore"], processor=sources["pickscore_processor"],
                                                torch_dtype=torch_dtype)
     if name == "aesthetic":
-        from .aesthetic import AestheticScorer
+        from date.scorers.aesthetic import AestheticScorer
 
         return AestheticScorer.from_pretrained(sources["aesthetic"], clip=sources["aesthetic_clip"], torch_dtype=torch_dtype)
-    from .hps import HPSScorer
+    from date.scorers.hps import HPSScorer
 
     return HPSScorer.from_pretrained(sources["hps"], architecture=sources["hps_arch"], torch_dtype=torch_dtype)
 

@@ -9,11 +9,11 @@ from typing import Dict
 import torch
 from transformers import CLIPModel
 
-from ..errors import UserInputError
-from ..loading import loading, model_path
-from .base import Scorer, pooled
-from .checkpoints import load_checkpoint
-from .preprocess import openai_clip_pixels
+from date.io.errors import UserInputError
+from date.io.loading import loading, model_path
+from date.scorers.base import Scorer, pooled
+from date.scorers.checkpoints import load_checkpoint
+from date.scorers.preprocess import openai_clip_pixels
 
 DEFAULT_PREDICTOR = "camenduru/improved-aesthetic-predictor"
 CHECKPOINT_FILE = "sac+logos+ava1-l14-linearMSE.pth"

@@ -3,7 +3,7 @@ from typing import Dict, Sequence
 
 import torch
 
-from .preprocess import CLIP_SIZE, to_clip_input
+from date.scorers.preprocess import CLIP_SIZE, to_clip_input
 
 
 def pooled(output) -> torch.Tensor:

@@ -6,8 +6,8 @@ import torch
 from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError
 
-from ..errors import UserInputError
-from ..loading import loading, model_path
+from date.io.errors import UserInputError
+from date.io.loading import loading, model_path
 
 
 def model_file(source: str, filename: str, hint: str, required: bool = True) -> Optional[str]:

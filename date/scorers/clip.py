@@ -2,8 +2,8 @@
 import torch
 from transformers import AutoTokenizer, CLIPModel
 
-from ..loading import loading, model_path
-from .base import Scorer, pooled
+from date.io.loading import loading, model_path
+from date.scorers.base import Scorer, pooled
 
 
 class CLIPScorer(Scorer):

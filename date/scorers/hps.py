@@ -12,10 +12,10 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torchvision.transforms import InterpolationMode
 
-from ..errors import UserInputError
-from .base import Scorer
-from .checkpoints import load_checkpoint
-from .preprocess import CLIP_MEAN, CLIP_STD
+from date.io.errors import UserInputError
+from date.scorers.base import Scorer
+from date.scorers.checkpoints import load_checkpoint
+from date.scorers.preprocess import CLIP_MEAN, CLIP_STD
 
 DEFAULT_CHECKPOINT = "xswu/HPSv2"
 CHECKPOINT_FILE = "HPS_v2.1_compressed.pt"

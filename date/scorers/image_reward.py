@@ -4,7 +4,7 @@ THUDM/ImageReward) loads here unchanged.
 
 The reward model is BLIP: a ViT (ViT-L/16 at 224 px) encodes the image; BLIP's BERT-base text encoder reads the
 prompt, attending to all image tokens in every layer; an MLP maps the hidden state of the first ([CLS]) token to a
-number, standardized by the mean and std of the rewards seen in training. tests/test_image_reward.py checks this
+number, standardized by the mean and std of the rewards seen in training. tests/date/scorers/test_image_reward.py checks this
 module against the reference implementation to 1e-5.
 """
 import json
@@ -25,11 +25,11 @@ try:
 except ImportError:
     from transformers.modeling_utils import no_init_weights  # transformers 4
 
-from ..errors import UserInputError
-from ..loading import loading, model_path
-from .preprocess import CLIP_MEAN, CLIP_SIZE, CLIP_STD
-from .base import Scorer
-from .checkpoints import model_file, read_state_dict
+from date.io.errors import UserInputError
+from date.io.loading import loading, model_path
+from date.scorers.preprocess import CLIP_MEAN, CLIP_SIZE, CLIP_STD
+from date.scorers.base import Scorer
+from date.scorers.checkpoints import model_file, read_state_dict
 
 DEFAULT_MODEL = "THUDM/ImageReward"
 DEFAULT_TOKENIZER = "bert-base-uncased"

@@ -8,9 +8,9 @@ import functools
 import torch
 from transformers import AutoProcessor, CLIPModel
 
-from ..loading import loading, model_path
-from .clip import CLIPScorer
-from .preprocess import processor_pixels
+from date.io.loading import loading, model_path
+from date.scorers.clip import CLIPScorer
+from date.scorers.preprocess import processor_pixels
 
 DEFAULT_MODEL = "yuvalkirstain/PickScore_v1"
 DEFAULT_PROCESSOR = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"

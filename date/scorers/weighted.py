@@ -7,7 +7,7 @@ from typing import Dict, Optional, Sequence
 
 import torch
 
-from .base import Scorer
+from date.scorers.base import Scorer
 
 
 class Weighted(Scorer):
@@ -17,7 +17,7 @@ class Weighted(Scorer):
     def __init__(self, weights: Dict[str, float], scorers: Optional[Dict[str, Scorer]] = None) -> None:
         super().__init__()
         if scorers is None:
-            from . import load_scorer
+            from date.scorers import load_scorer
 
             scorers = {name: load_scorer(name) for name in weights}
         if set(weights) != set(scorers) or not weights:

@@ -5,9 +5,9 @@ pixel checker (`check`) that judges whether an image shows what its caption says
 `assets/toy/` (`python -m date.toy.train` reproduces them); `evaluation/toy_bench.py` measures DATE against fixed
 embeddings here.
 """
-from .captions import COLORS, SHAPES, SIZE, TEMPLATES, Caption, Placed, Verdict, judge, parse
-from .checker import check, find_objects
-from .world import Shape, render, sample_caption, sample_pair, sample_scene
+from date.toy.captions import COLORS, SHAPES, SIZE, TEMPLATES, Caption, Placed, Verdict, judge, parse
+from date.toy.checker import check, find_objects
+from date.toy.world import Shape, render, sample_caption, sample_pair, sample_scene
 
 __all__ = [
     "COLORS", "SHAPES", "SIZE", "TEMPLATES", "Caption", "Placed", "Verdict", "Shape",

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from .captions import COLORS, SIZE, Placed, Verdict, judge, parse
+from date.toy.captions import COLORS, SIZE, Placed, Verdict, judge, parse
 
 PALETTE = np.array(list(COLORS.values()), dtype=np.float64)
 COLOR_NAMES = list(COLORS)

@@ -6,8 +6,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .captions import COLORS, SHAPES, Caption, Placed, judge
-from .world import render, sample_pair
+from date.toy.captions import COLORS, SHAPES, Caption, Placed, judge
+from date.toy.world import render, sample_pair
 
 _OPPOSITE = {"left": "right", "right": "left", "top": "bottom", "bottom": "top"}
 

@@ -15,7 +15,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 from scipy import linalg
 
-from .captions import COLORS, SHAPES, SIZE, Placed
+from date.toy.captions import COLORS, SHAPES, SIZE, Placed
 
 FEATURES = 64
 CONFIG_NAME = "config.json"

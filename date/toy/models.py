@@ -10,7 +10,7 @@ import torch
 from diffusers import AutoencoderKL, AutoencoderTiny, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPTextModel, CLIPTokenizer, CLIPVisionConfig
 
-from .captions import SIZE
+from date.toy.captions import SIZE
 
 VOCAB_SIZE = 49408
 TEXT_LENGTH = 77

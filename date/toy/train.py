@@ -19,15 +19,15 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .. import flags
-from ..clip_tokenizer import save_clip_tokenizer
-from ..errors import UserInputError, exit_on_user_error
-from ..prompts import write_captions
-from ..scorers.preprocess import to_clip_input
-from . import models
-from .data import Pairs, hard_negative, make_pairs, spatial_negative, to_unit, truth_matrix
-from .fid import FeatureNet, attribute_targets
-from .world import benchmark_captions, tuning_captions
+from date.io import flags
+from date.toy.clip_tokenizer import save_clip_tokenizer
+from date.io.errors import UserInputError, exit_on_user_error
+from date.io.captions import write_captions
+from date.scorers.preprocess import to_clip_input
+from date.toy import models
+from date.toy.data import Pairs, hard_negative, make_pairs, spatial_negative, to_unit, truth_matrix
+from date.toy.fid import FeatureNet, attribute_targets
+from date.toy.world import benchmark_captions, tuning_captions
 
 
 @dataclass(frozen=True)
@@ -280,7 +280,8 @@ def train_tiny_autoencoder(sd_dir: str, pairs: Pairs, budget: Budget) -> tuple[m
     return tiny, log
 
 
-def weight_bytes(path: str) -> int:
+def bytes_on_disk(path: str) -> int:
+    """Size of the `*.safetensors` files under `path` (the bundled toy models must stay small)."""
     return sum(
         os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files if f.endswith(".safetensors")
     )
@@ -332,7 +333,7 @@ def train_all(out: str, budget: Budget, stages: Sequence[str] = STAGES) -> Dict[
         tiny, log["tiny_autoencoder"] = train_tiny_autoencoder(os.path.join(out, "sd"), pairs, budget)
         tiny.save_pretrained(os.path.join(out, "taesd"))
     log["last_run_seconds"] = round(time.time() - start, 1)
-    log["weight_bytes"] = weight_bytes(out)
+    log["weight_bytes"] = bytes_on_disk(out)
     with open(log_path, "w") as f:
         json.dump(log, f, indent=2)
     return log

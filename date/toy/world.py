@@ -9,7 +9,7 @@ from typing import List, Sequence, Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .captions import COLORS, RELATIONS, SHAPES, SIZE, TEMPLATES, Caption, Placed, judge
+from date.toy.captions import COLORS, RELATIONS, SHAPES, SIZE, TEMPLATES, Caption, Placed, judge
 
 MIN_SIDE, MAX_SIDE = 0.2 * SIZE, 0.4 * SIZE
 BORDER = 1.0  # px kept free at the image border

@@ -1,0 +1,73 @@
+"""Caption files and their split across processes."""
+import codecs
+import csv
+import io
+import os
+from typing import Iterator, List, Sequence
+
+from date.io.atomic import atomic_write
+from date.io.errors import UserInputError
+
+csv.field_size_limit(1 << 24)
+
+
+def read_captions(path: str, max_count: int | None = None) -> List[str]:
+    """Read the `caption` column of a CSV file (the paper's `subset.csv` format), in file order. UTF-8 with or without
+    a byte-order mark, or UTF-16 with one (what spreadsheet programs write); anything else is one clear error."""
+    if not os.path.isfile(path):
+        raise UserInputError(f"caption file not found: {path}")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise UserInputError(f"cannot read caption file {path}: {e.strerror}") from None
+    rows = list(_csv_rows(path, _decode(path, data)))
+    if not rows:
+        raise UserInputError(f"{path} is empty; expected a CSV file with a 'caption' column")
+    header = [name.strip() for name in rows[0]]
+    if "caption" not in header:
+        raise UserInputError(f"{path} has no 'caption' column (columns: {header})")
+    column = header.index("caption")
+    captions = [row[column] if column < len(row) else "" for row in rows[1:] if row]  # blank lines are not rows
+    if not captions:
+        raise UserInputError(f"{path} has a 'caption' column but no captions")
+    if max_count is not None:
+        captions = captions[:max_count]
+    for index, caption in enumerate(captions):
+        if not caption.strip():
+            raise UserInputError(f"{path}: caption {index} is empty")
+    return captions
+
+
+def _decode(path: str, data: bytes) -> str:
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encoding = "utf-16"
+    else:
+        encoding = "utf-8-sig"
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as e:
+        raise UserInputError(f"{path} is not UTF-8 text (byte {data[e.start]:#04x} at offset {e.start}); "
+                             "save it as UTF-8 CSV") from None
+    if "\0" in text:
+        raise UserInputError(f"{path} contains NUL characters; is it a CSV text file?")
+    return text
+
+
+def _csv_rows(path: str, text: str) -> Iterator[List[str]]:
+    try:
+        yield from csv.reader(io.StringIO(text, newline=""))
+    except csv.Error as e:
+        raise UserInputError(f"{path} is not a readable CSV file: {e}") from None
+
+
+def write_captions(path: str, captions: Sequence[str]) -> None:
+    """Write captions as a CSV with a `caption` column, atomically."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["caption"])
+            writer.writerows([c] for c in captions)
+
+    atomic_write(path, write)

@@ -1,0 +1,67 @@
+"""Output folders: their names, their config record, and images written so that a killed run never leaves a bad file."""
+import json
+import os
+from typing import Dict, Iterable, List
+
+from PIL import Image
+
+from date.io.atomic import atomic_write
+from date.io.errors import UserInputError
+from date.io.captions import read_captions
+
+
+def folder_name(prefix: str, scheduler: str, steps: int, w: float, seed: int, name: str | None,
+                x0_decoder: str | None = None, model: str | None = None) -> str:
+    """The official naming scheme, e.g. DATE_CLIP_scheduler_DDIM_steps_50_w_8.0_seed_6_name_TEST; a model of another
+    family than SD 1.x/2.x adds `_model_<shortcut or folder name>`, fast mode (x̂0 decoded by a tiny decoder, other
+    images) `_x0_<decoder folder name>`, both before the name."""
+    folder = f"{prefix}_scheduler_{scheduler}_steps_{steps}_w_{w}_seed_{seed}"
+    if model:
+        folder += "_model_" + model
+    if x0_decoder:
+        folder += "_x0_" + os.path.basename(os.path.normpath(x0_decoder))
+    return folder + (f"_name_{name}" if name else "")
+
+
+def save_image(image: Image.Image, path: str) -> None:
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
+
+
+def image_path(folder: str, index: int) -> str:
+    return os.path.join(folder, f"{index}.png")
+
+
+def pending(folder: str, indices: Iterable[int]) -> list[int]:
+    """Indices whose image is not written yet (resuming skips the rest)."""
+    return [i for i in indices if not os.path.exists(image_path(folder, i))]
+
+
+def check_resumable(folder: str, config: Dict, captions: List[str]) -> None:
+    """Refuse to mix images made with different settings or captions in one folder."""
+    path = os.path.join(folder, "config.json")
+    if not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        previous = json.load(f).get("settings", {})
+    if "seeding" not in previous:
+        raise UserInputError(f"{folder} holds images seeded by an earlier rule that gave every --generate_seed the same "
+                             "noise; use another output folder")
+    changed = [k for k in previous if previous[k] != config["settings"].get(k)]
+    if changed:
+        diffs = ", ".join(f"{k}: {previous[k]!r} -> {config['settings'].get(k)!r}" for k in changed)
+        raise UserInputError(f"{folder} holds images made with other settings ({diffs}); use another output folder")
+    old_captions = read_captions(os.path.join(folder, "subset.csv"))
+    common = min(len(old_captions), len(captions))
+    if old_captions[:common] != captions[:common]:
+        raise UserInputError(f"{folder} holds images of other captions; use another output folder")
+
+
+def write_config(folder: str, config: Dict) -> None:
+    """config.json: the settings that made the images (a resume with other values is refused) and the run's record."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(config, f, indent=2, sort_keys=True)
+            f.write("\n")
+
+    atomic_write(os.path.join(folder, "config.json"), write)
