@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
 import torch
+from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import rescale_noise_cfg
 
 from date.pipeline.call import Call, batch_slice, get, replaced
 from date.pipeline.families import Family
@@ -31,24 +32,27 @@ class Condition:
         self.family = family
         self.paths = [TEXT] + ([family.pooled] if update_pooled and family.pooled else [])
         self.shapes = [get(call, path).shape[1:] for path in self.paths]
+        self.dtypes = [get(call, path).dtype for path in self.paths]
 
     def read(self, call: Call) -> torch.Tensor:
-        return torch.cat([get(call, path).flatten(1) for path in self.paths], dim=1)
+        """c in fp32 whatever the pipeline's dtype: an fp16/bf16 c would round most of a step of ρ away."""
+        return torch.cat([get(call, path).flatten(1).float() for path in self.paths], dim=1)
 
     def write(self, call: Call, flat: torch.Tensor) -> Call:
+        """The call with `flat` in place of c, in the dtype the pipeline gave it."""
         sizes = [shape.numel() for shape in self.shapes]
-        for path, shape, value in zip(self.paths, self.shapes, flat.split(sizes, dim=1)):
-            call = replaced(call, path, value.reshape(len(flat), *shape))
+        for path, shape, dtype, value in zip(self.paths, self.shapes, self.dtypes, flat.split(sizes, dim=1)):
+            call = replaced(call, path, value.reshape(len(flat), *shape).to(dtype))
         return call
 
-    def movable(self, call: Call) -> Optional[torch.Tensor]:
-        """1 where DATE may move c, 0 on padding tokens (families with a text mask); None: everywhere."""
-        if self.family.mask is None:
+    def movable(self, pipe, call: Call) -> Optional[torch.Tensor]:
+        """1 where DATE may move c, 0 on padding the model does not use (PixArt's masked tokens, SD3's CLIP padding);
+        None: everywhere."""
+        if self.family.text_movable is None:
             return None
-        mask = get(call, (self.family.mask,))
-        text = mask[:, :, None].expand(-1, *self.shapes[0]).flatten(1)
-        rest = [torch.ones(len(mask), shape.numel(), device=mask.device) for shape in self.shapes[1:]]
-        return torch.cat([text, *rest], dim=1).to(get(call, TEXT).dtype)
+        text = self.family.text_movable(pipe, call).flatten(1)
+        rest = [torch.ones(len(text), shape.numel(), device=text.device) for shape in self.shapes[1:]]
+        return torch.cat([text, *rest], dim=1)
 
 
 @dataclass
@@ -83,6 +87,7 @@ class Objective:
     height: int
     width: int
     update_pooled: bool = False
+    guidance_rescale: float = 0.0  # SD / SDXL's `guidance_rescale`: x̂0 from the prediction the sampler uses
     plan: UpdatePlan = field(default_factory=lambda: UpdatePlan("auto"))
     condition: Optional[Condition] = None
     cond_org: Optional[torch.Tensor] = None
@@ -92,12 +97,16 @@ class Objective:
         """Take c_org from the pipeline's first conditional call; return it (flat)."""
         self.condition = Condition(self.family, call, self.update_pooled)
         self.cond_org = self.condition.read(call).detach().clone()
-        self.movable = self.condition.movable(call)
+        self.movable = self.condition.movable(self.pipe, call)
         return self.cond_org
 
     def write(self, call: Call, embeds: torch.Tensor) -> Call:
         """The call with c = `embeds` (flat) in place of its text condition."""
         return self.condition.write(call, embeds)
+
+    def carries_original(self, call: Call) -> bool:
+        """Whether the pipeline's call still holds c_org (it passes the same embedding at every step)."""
+        return torch.equal(self.condition.read(call), self.cond_org)
 
     def point(self, call: Call, uncond_call: Optional[Call], step_index: int) -> Point:
         """The update step at this call; ε(x_t, t, c_u) is computed once, for every gradient step and the sampling step."""
@@ -115,7 +124,8 @@ class Objective:
         noise = without_variance(self.denoiser(**call)[0], x_t)
         if point.noise_uncond is not None:
             uncond = without_variance(point.noise_uncond[part], x_t)
-            noise = uncond + self.guidance_scale * (noise - uncond)
+            guided = uncond + self.guidance_scale * (noise - uncond)
+            noise = rescale_noise_cfg(guided, noise, self.guidance_rescale) if self.guidance_rescale > 0 else guided
         return predicted_original_sample(self.pipe.scheduler, noise, x_t, point.step_index, point.t)
 
     def gradient(self, embeds: torch.Tensor, point: Point, keep_images: bool = False
@@ -139,13 +149,18 @@ class Objective:
             embeds = embeds[part].detach().requires_grad_(True)
             with SavedBytes(self.denoiser, active=measuring) as denoiser_graph:
                 x0 = self.predicted_x0(embeds, point, part)
-            image_grad, h = self.image_gradient(x0.detach(), self.prompts[part], denoiser_graph.total, images)
-            outputs, output_grads = [x0], [-image_grad]
+            with self.family.decode_precision(self.decoder):
+                image_grad, h = self.image_gradient(x0.detach(), self.prompts[part], denoiser_graph.total, images)
+            # Loss scaling: ∂h/∂x̂0 enters the denoiser's backward in the denoiser's dtype, where fp16 flushes small
+            # values to zero. A power of two per sample brings its largest element to about 1 and is undone exactly.
+            scale = power_of_two_scale(image_grad)
+            outputs, output_grads = [x0], [(-image_grad.float() * scale).to(x0.dtype)]
             if self.weight_prior != 0:
                 drift = (embeds - self.cond_org[part]) ** 2
-                outputs.append(self.weight_prior * drift.mean(dim=1).sum())
+                outputs.append(self.weight_prior * (drift.mean(dim=1) * scale.flatten()).sum())
                 output_grads.append(torch.ones((), device=drift.device, dtype=drift.dtype))
             (grad,) = torch.autograd.grad(outputs, embeds, output_grads)
+            grad = grad / scale.view(-1, 1)
         return (grad if self.movable is None else grad * self.movable[part]), h
 
     def image_gradient(self, x0: torch.Tensor, prompts: List[str], denoiser_graph: int,
@@ -153,7 +168,7 @@ class Objective:
         """∂h/∂x̂0 and h, decoder + scorer in micro-batches whose graphs are freed one after the other; the decoded
         images are appended to `images` when it is a list. While the plan is measuring (one image), this also measures
         the decoder + scorer graph and sizes the plan."""
-        grads, values = torch.empty_like(x0), torch.empty(len(x0), device=x0.device)
+        grads, values = torch.empty_like(x0, dtype=torch.float32), torch.empty(len(x0), device=x0.device)
         start = 0
         while start < len(x0):
             measuring = self.plan.measuring
@@ -170,7 +185,7 @@ class Objective:
                 extra = weight_bytes(self.scorer) + (0 if self.decoder is self.pipe.vae else weight_bytes(self.decoder))
                 self.plan.decide(len(self.prompts), denoiser_graph, graph.total, step.bytes,
                                  weight_bytes(*pipeline_modules(self.pipe)), extra, x0.device)
-            grads[part], values[part] = grad.to(x0.dtype), h.detach()
+            grads[part], values[part] = grad.float(), h.detach()
             start = part.stop
         return grads, values
 
@@ -181,10 +196,20 @@ class Objective:
         for start in range(0, len(embeds), self.plan.chunk(len(embeds))):
             part = slice(start, start + self.plan.chunk(len(embeds)))
             x0 = self.predicted_x0(embeds[part], point, part)
-            image = self.family.latents_to_image(self.pipe, self.decoder, x0, self.height, self.width)
+            with self.family.decode_precision(self.decoder):
+                image = self.family.latents_to_image(self.pipe, self.decoder, x0, self.height, self.width)
             values.append(self.scorer.score(image, self.prompts[part]).detach())
             images.append(image.float().cpu())
         return torch.cat(images), torch.cat(values)
+
+
+def power_of_two_scale(grad: torch.Tensor) -> torch.Tensor:
+    """Per sample, 2^k with 2^k·max|grad| in [0.5, 1) (1 for a zero or non-finite gradient), shaped to broadcast."""
+    peak = grad.detach().float().flatten(1).abs().amax(dim=1)
+    usable = torch.isfinite(peak) & (peak > 0)
+    exponent = torch.where(usable, -torch.frexp(torch.where(usable, peak, torch.ones_like(peak))).exponent,
+                           torch.zeros_like(peak, dtype=torch.int32))
+    return torch.ldexp(torch.ones_like(peak), exponent).view(-1, *([1] * (grad.dim() - 1)))
 
 
 def pipeline_modules(pipe) -> List[torch.nn.Module]:

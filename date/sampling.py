@@ -31,7 +31,7 @@ def generate(
     pipe,
     prompts: Union[str, Sequence[str]],
     scorer: Optional[Scorer],
-    num_inference_steps: int = 50,
+    num_inference_steps: Optional[int] = None,
     guidance_scale: Optional[float] = None,
     skip_freq: int = 10,
     skip_itrs: Optional[Iterable[int]] = None,
@@ -55,7 +55,9 @@ def generate(
 
     `pipe` is a stock diffusers pipeline of any supported family (`date.pipeline.families`: SD 1.x/2.x, SDXL, SD3, FLUX, PixArt).
     With no update step (`skip_itrs=[]`), ρ = 0 or no scorer, this is exactly the pipeline's fixed-embedding sampling.
-    `guidance_scale` None: 8 for SD 1.x/2.x (the paper's), else the pipeline's own default. `update_pooled` also
+    `num_inference_steps` None: the pipeline's own default (FLUX.1-schnell: 4). `guidance_scale` None: 8 for
+    SD 1.x/2.x (the paper's), else the pipeline's own default. With `num_images_per_prompt` (a pipeline argument),
+    every image has its own copy of c, updated on its own, as if the prompts were written out. `update_pooled` also
     updates the pooled text embedding (SDXL, SD3, FLUX) in the same normalized step. Other keyword arguments go to the
     pipeline. Returns the pipeline's own output object (`.images`: PIL list, numpy array or latents, per `output_type`).
     Memory (none of these changes the images beyond float rounding): `update_batch_size` images go through decoder +
@@ -70,6 +72,7 @@ def generate(
     family = family_of(pipe)
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     defaults = family.defaults(pipe)
+    num_inference_steps = num_inference_steps or defaults.steps
     guidance_scale = defaults.guidance_scale if guidance_scale is None else guidance_scale
     height, width = height or defaults.size, width or defaults.size
     sample = functools.partial(pipe, prompt=prompts, num_inference_steps=num_inference_steps,
@@ -82,16 +85,20 @@ def generate(
             output.trajectory = []
         return output
 
-    # 2. What the DATE step needs: the objective −h(decode(x̂0(c))) + prior, and how far each update moves c.
+    # 2. What the DATE step needs: the objective −h(decode(x̂0(c))) + prior, and how far each update moves c; one c per
+    #    image, in the order the pipeline repeats prompts (each prompt's images side by side).
+    images_per_prompt = pipeline_kwargs.get("num_images_per_prompt") or 1
+    image_prompts = [prompt for prompt in prompts for _ in range(images_per_prompt)]
     denoiser = getattr(pipe, "transformer", None) or pipe.unet
     decoder = x0_decoder if x0_decoder is not None else pipe.vae
     objective = Objective(pipe=pipe, family=family, denoiser=denoiser, sample_name=sample_name(denoiser), scorer=scorer,
-                          prompts=prompts, guidance_scale=guidance_scale, weight_prior=weight_prior, decoder=decoder,
-                          height=height, width=width, update_pooled=update_pooled, plan=UpdatePlan(update_batch_size))
+                          prompts=image_prompts, guidance_scale=guidance_scale, weight_prior=weight_prior, decoder=decoder,
+                          height=height, width=width, update_pooled=update_pooled,
+                          guidance_rescale=pipeline_kwargs.get("guidance_rescale", 0.0), plan=UpdatePlan(update_batch_size))
     recorded = [] if trajectory else None
     step = functools.partial(date_step, objective, settings=StepSettings(num_upt_prompt, lr_upt_prompt, init_org),
                              trajectory=recorded)
-    hook = DateHook(denoiser, GuidedBatch(sample_name(denoiser), len(prompts), family.unbatched), objective, step,
+    hook = DateHook(denoiser, GuidedBatch(sample_name(denoiser), len(image_prompts), family.unbatched), objective, step,
                     steps, pipe.scheduler, num_inference_steps)
 
     # 3. Sample: the pipeline's own loop; at each update step, its denoiser call runs the DATE step first (the hook).

@@ -4,7 +4,7 @@ The pipeline is about to evaluate its denoiser at x_t of step i. Before it does,
 1. points at x_t: the call's own inputs, and ε_u = ε(x_t, t, c_u) computed once (no gradient), shared by every
    gradient step below and by the sampling step itself;
 2. takes `num_upt_prompt` normalized steps: g = ∂Σ_b(−h_b + prior_b)/∂c through x̂0(c) and the decoded image
-   (`Objective.gradient`), then c ← c − ρ·g/‖g‖ per sample (`normalized_step`);
+   (`Objective.gradient`; a non-finite h or g stops the run), then c ← c − ρ·g/‖g‖ per sample (`normalized_step`);
 3. with a trajectory, records x̂0 and h before and after, at the same x_t.
 The call then runs with the updated c, which stays in use until the next update step (`date.pipeline.hook`).
 """
@@ -13,6 +13,7 @@ from typing import List, Optional, Tuple
 
 import torch
 
+from date.io.errors import StoppedRun
 from date.objective import Objective
 from date.pipeline.call import Call
 from date.update import normalized_step
@@ -40,6 +41,16 @@ class TrajectoryStep:
     h_after: torch.Tensor
 
 
+def require_finite(grad: torch.Tensor, h: torch.Tensor, step_index: int) -> None:
+    """A NaN or inf in h or g would turn into a zero (or NaN) step and a baseline image under DATE's name: stop."""
+    bad = ~(torch.isfinite(grad.flatten(1)).all(dim=1) & torch.isfinite(h))
+    if bad.any():
+        images = ", ".join(str(i) for i in bad.nonzero().flatten().tolist())
+        raise StoppedRun(f"error: DATE stopped at sampling step {step_index}: h or its gradient is not finite for image "
+                         f"{images} of the batch; in fp16 this is usually the VAE overflowing while decoding x̂0: use "
+                         "--dtype fp32 (or torch_dtype=torch.float32), or an fp16-safe VAE", exit_code=1)
+
+
 def date_step(objective: Objective, embeds: torch.Tensor, call: Call, uncond_call: Optional[Call], step_index: int,
               settings: StepSettings, trajectory: Optional[List[TrajectoryStep]] = None
               ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
@@ -51,9 +62,10 @@ def date_step(objective: Objective, embeds: torch.Tensor, call: Call, uncond_cal
         # 2a. g = ∂(−h + prior)/∂c via x̂0; the first pass also keeps its decoded x̂0 when a trajectory is asked for.
         keep = trajectory is not None and k == 0
         grad, h, images = objective.gradient(embeds, point, keep_images=keep)
+        require_finite(grad, h, step_index)
         if keep:
             before = (images, h.detach().cpu())
-        # 2b. c ← c − ρ·g/‖g‖ (from c_org with init_org).
+        # 2b. c ← c − ρ·g/‖g‖ (from c_org with init_org), in fp32; a zero gradient gives a zero step.
         embeds = normalized_step(embeds, objective.cond_org, grad, settings.lr_upt_prompt, settings.init_org)
     # 3. The trajectory: "before" is what step 2 decoded anyway; "after" costs one more forward, decode and h.
     if trajectory is not None and before is not None:

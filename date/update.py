@@ -13,4 +13,4 @@ def normalized_step(embeds: torch.Tensor, embeds_org: torch.Tensor, grad: torch.
     """c ← base − ρ·g/‖g‖ per sample, base = c (or c_org with `init_org`): every sample moves by exactly ρ, whatever
     the scale of its gradient. `grad` must be ∂Σ_b loss_b/∂c of a loss where samples do not interact."""
     base = embeds_org if init_org else embeds
-    return (base - lr * normalized(grad)).detach()
+    return (base.float() - lr * normalized(grad.float())).detach()

@@ -9,14 +9,19 @@ import torch
 Call = Dict[str, Any]
 
 
+def _forward(module: torch.nn.Module):
+    """The model's own forward, also behind `torch.compile(module)`, whose wrapper takes `*args, **kwargs`."""
+    return getattr(module, "_orig_mod", module).forward
+
+
 def bind(module: torch.nn.Module, args: tuple, kwargs: dict) -> Call:
     """The call's inputs by parameter name (positional ones included)."""
-    return dict(inspect.signature(module.forward).bind(*args, **kwargs).arguments)
+    return dict(inspect.signature(_forward(module)).bind(*args, **kwargs).arguments)
 
 
 def sample_name(module: torch.nn.Module) -> str:
     """The noisy-latent input: `sample` for UNets, `hidden_states` for transformers."""
-    return next(iter(inspect.signature(module.forward).parameters))
+    return next(iter(inspect.signature(_forward(module)).parameters))
 
 
 def batch_slice(call: Call, part: slice, batch: int, unbatched: Sequence[str] = ()) -> Call:

@@ -1,13 +1,18 @@
 """DATE inside the pipeline's own denoising loop, through hooks on its denoiser (UNet or transformer).
 
-Every pipeline family calls its denoiser once per sampling step, on x_t (twice over, [uncond; cond], with classifier-free
-guidance), with the text condition as `encoder_hidden_states`. The hooks see each call, so without a per-family loop:
-- the first call gives c_org, the conditional embedding the pipeline encoded;
+Every pipeline family opens each sampling step with one call of its denoiser on x_t (twice over, [uncond; cond], with
+classifier-free guidance), the text condition as `encoder_hidden_states`. Some add calls within the step (FLUX's true
+CFG: a negative call; SD3's skip-layer guidance: a call with layers skipped). The hooks see every call, so without a
+per-family loop:
+- a call whose timestep differs from the previous call's opens the next sampling step (its index counts these); the
+  other calls of the step pass with their own inputs, untouched;
+- the first call gives c_org, the conditional embedding the pipeline encoded; every later step's first call must
+  carry it again (a `callback_on_step_end` that edits `prompt_embeds` is refused: DATE owns c during sampling);
 - at an update step, the call is handed to the DATE step (`date.step.date_step`), which runs right there on the call's
   own x_t and inputs; the call is then cut to its conditional half with the updated c, and the unconditional
   prediction the step computed is put back in front of the result, so it is not computed twice (the official code
   also reuses e_u for the step);
-- every other call gets the current c in place of the original.
+- every other step's first call gets the current c in place of the original.
 The hook only substitutes inputs; the pipeline's loop, guidance, scheduler, micro-conditioning and decoding stay its own.
 """
 from typing import Callable, Optional, Set, Tuple
@@ -28,7 +33,8 @@ class DateHook:
                  scheduler, num_inference_steps: int) -> None:
         self.denoiser, self.layout, self.condition, self.step = denoiser, layout, condition, step
         self.steps, self.scheduler, self.num_inference_steps = steps, scheduler, num_inference_steps
-        self.calls = 0
+        self.step_index = -1  # the sampling step of the latest call
+        self._timestep: Optional[float] = None  # the latest call's timestep
         self.embeds: Optional[torch.Tensor] = None  # the current c, flat
         self._inside = False  # the step's own denoiser calls pass through untouched
         self._pending: Optional[torch.Tensor] = None  # ε_u to put in front of the current call's output
@@ -44,24 +50,40 @@ class DateHook:
             handle.remove()
         self._handles, self._pending = [], None
 
+    def _opens_step(self, call: dict) -> bool:
+        """Whether this call opens a new sampling step: its timestep differs from the previous call's."""
+        timestep = call["timestep"]
+        value = float(timestep.flatten()[0]) if isinstance(timestep, torch.Tensor) else float(timestep)
+        opens, self._timestep = value != self._timestep, value
+        return opens
+
+    @torch.compiler.disable
     def _before(self, module, args: tuple, kwargs: dict):
         if self._inside:
             return None
-        if self.calls == 0 and len(self.scheduler.timesteps) != self.num_inference_steps:
+        if self.step_index < 0 and len(self.scheduler.timesteps) != self.num_inference_steps:
             raise ValueError(f"{type(self.scheduler).__name__} takes several model evaluations per step; DATE needs one")
-        index, self.calls = self.calls, self.calls + 1
-        uncond_call, cond_call = self.layout.split(bind(module, args, kwargs))
+        call = bind(module, args, kwargs)
+        if not self._opens_step(call):
+            return None  # another call of this step (true CFG's negative, skip-layer guidance): its own inputs
+        self.step_index += 1
+        uncond_call, cond_call = self.layout.split(call)
         if self.embeds is None:
             self.embeds = self.condition.start(cond_call)
-        if index in self.steps:
+        elif not self.condition.carries_original(cond_call):
+            raise ValueError(f"the text embedding changed between sampling steps (step {self.step_index}), e.g. by a "
+                             "callback_on_step_end that edits prompt_embeds; DATE updates it itself: pass the edited "
+                             "embedding as prompt_embeds instead")
+        if self.step_index in self.steps:
             self._inside = True
             try:
-                self.embeds, self._pending = self.step(self.embeds, cond_call, uncond_call, index)
+                self.embeds, self._pending = self.step(self.embeds, cond_call, uncond_call, self.step_index)
             finally:
                 self._inside = False
             return (), self.condition.write(cond_call, self.embeds)
         return (), self.layout.join(uncond_call, self.condition.write(cond_call, self.embeds))
 
+    @torch.compiler.disable
     def _after(self, module, args: tuple, kwargs: dict, output):
         if self._inside or self._pending is None:
             return None

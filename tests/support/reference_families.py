@@ -10,8 +10,8 @@ from tests.support.reference_date import clip_h, x0_from_scheduler
 
 def _step(c, loss, rho, mask=None):
     grad = torch.autograd.grad(loss.sum(), c)[0]
-    if mask is not None:  # padding tokens stay where they are
-        grad = grad * mask[:, :, None]
+    if mask is not None:  # padding stays where it is
+        grad = grad * mask
     return (c - rho * grad / grad.flatten(1).norm(dim=1)[:, None, None]).detach()
 
 
@@ -52,6 +52,9 @@ def reference_sd3(pipe, clip, tokenizer, prompts, latents, steps, w, itrs, rho, 
     scheduler, net = pipe.scheduler, pipe.transformer
     scheduler.set_timesteps(steps)
     x = latents
+    # the 77 CLIP tokens are 2 × 32 wide (the tiny CLIP-L and G side by side), zero-padded to T5's width: they stay
+    padding = torch.ones_like(cond[:1])
+    padding[:, :77, 64:] = 0
     with torch.no_grad():
         for i, t in enumerate(scheduler.timesteps):
             ts, sigma = t.expand(len(x)), scheduler.sigmas[i]
@@ -60,7 +63,7 @@ def reference_sd3(pipe, clip, tokenizer, prompts, latents, steps, w, itrs, rho, 
                 with torch.enable_grad():
                     c = cond.clone().requires_grad_(True)
                     v = v_u + w * (net(hidden_states=x, timestep=ts, encoder_hidden_states=c, pooled_projections=pooled).sample - v_u)
-                    cond = _step(c, -h(_flow_decode(pipe.vae, x - sigma * v)), rho)  # x̂0 = x_t − σ·v
+                    cond = _step(c, -h(_flow_decode(pipe.vae, x - sigma * v)), rho, padding)  # x̂0 = x_t − σ·v
             v = v_u + w * (net(hidden_states=x, timestep=ts, encoder_hidden_states=cond, pooled_projections=pooled).sample - v_u)
             x = scheduler.step(v, t, x).prev_sample
     return x
@@ -116,6 +119,7 @@ def reference_pixart(pipe, clip, tokenizer, prompts, latents, steps, w, itrs, rh
                 with torch.enable_grad():
                     c = cond.clone().requires_grad_(True)
                     x0 = x0_from_scheduler(scheduler, e_u + w * (predict(mi, t, c, mask) - e_u), t, x)
-                    cond = _step(c, -h(vae.decode(x0 / vae.config.scaling_factor).sample / 2 + 0.5), rho, mask)
+                    cond = _step(c, -h(vae.decode(x0 / vae.config.scaling_factor).sample / 2 + 0.5), rho,
+                                 mask[:, :, None])
             x = scheduler.step(e_u + w * (predict(mi, t, cond, mask) - e_u), t, x).prev_sample
     return x

@@ -83,15 +83,16 @@ def tiny_sdxl(tokenizer_dir: str, seed: int = 0) -> StableDiffusionXLPipeline:
 
 
 def tiny_sd3(tokenizer_dir: str, seed: int = 0) -> StableDiffusion3Pipeline:
+    """T5 wider (96) than CLIP-L and G side by side (64), as in SD3 (4096 vs 2048): the pipeline pads CLIP's tokens."""
     torch.manual_seed(seed)
     transformer = SD3Transformer2DModel(sample_size=8, patch_size=1, in_channels=4, num_layers=1, attention_head_dim=8,
-                                        num_attention_heads=4, caption_projection_dim=32, joint_attention_dim=64,
+                                        num_attention_heads=4, caption_projection_dim=32, joint_attention_dim=96,
                                         pooled_projection_dim=64, out_channels=4)
     tokenizer = CLIPTokenizer.from_pretrained(tokenizer_dir)
     pipe = StableDiffusion3Pipeline(
         transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
         vae=vae(shift_factor=0.0609, scaling_factor=1.5305), text_encoder=clip_text(projection=True),
-        text_encoder_2=clip_text(projection=True), text_encoder_3=t5_encoder(64), tokenizer=tokenizer,
+        text_encoder_2=clip_text(projection=True), text_encoder_3=t5_encoder(96), tokenizer=tokenizer,
         tokenizer_2=tokenizer, tokenizer_3=t5_tokenizer(),
     )
     pipe.set_progress_bar_config(disable=True)

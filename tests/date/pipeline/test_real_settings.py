@@ -1,0 +1,174 @@
+"""DATE under the options people pass with real checkpoints: several images per prompt, extra denoiser calls within a
+step (FLUX's true CFG, SD3's skip-layer guidance), guidance rescale, compiled denoisers, step-end callbacks, an fp16
+VAE that the pipeline upcasts, and the pipeline's own step count."""
+import pytest
+import torch
+
+import date
+from date import sampling
+from date.io.errors import StoppedRun
+from date.objective import Objective, power_of_two_scale
+from date.pipeline.schedulers import predicted_original_sample
+from tests.support.tiny_families import tiny_flux, tiny_sd3, tiny_sdxl
+from tests.support.tiny_models import tiny_pipeline
+
+PROMPTS = ["a red circle on the left", "a dog on the beach"]
+SIZE, STEPS, ITRS, T5_LENGTH = 16, 4, [0, 2], 24
+
+
+@pytest.fixture(scope="module")
+def scorer(tiny_dirs):
+    return date.CLIPScorer.from_pretrained(tiny_dirs["clip"])
+
+
+def generators(n, first=0):
+    return [torch.Generator().manual_seed(100 + first + k) for k in range(n)]
+
+
+def record_steps(monkeypatch):
+    """The sampling step index and timestep of every DATE step that runs."""
+    seen = []
+    step = sampling.date_step
+
+    def recorded(objective, embeds, call, uncond_call, step_index, **kwargs):
+        seen.append((step_index, float(call["timestep"].flatten()[0])))
+        return step(objective, embeds, call, uncond_call, step_index, **kwargs)
+
+    monkeypatch.setattr(sampling, "date_step", recorded)
+    return seen
+
+
+@pytest.mark.parametrize("family", ["sd", "sdxl", "flux"])
+def test_images_per_prompt_equal_the_prompts_written_out(family, tiny_dirs, scorer):
+    """Each image has its own c, updated on its own: the same latents as repeating each prompt."""
+    make = {"sd": lambda: tiny_pipeline(tiny_dirs["tokenizer"]), "sdxl": lambda: tiny_sdxl(tiny_dirs["tokenizer"]),
+            "flux": lambda: tiny_flux(tiny_dirs["tokenizer"])}[family]
+    extra = {"max_sequence_length": T5_LENGTH} if family == "flux" else {}
+    common = dict(num_inference_steps=STEPS, skip_itrs=ITRS, height=SIZE, width=SIZE, output_type="latent", **extra)
+    repeated = date.generate(make(), PROMPTS, scorer, num_images_per_prompt=2, generator=generators(4), **common).images
+    written = date.generate(make(), [p for p in PROMPTS for _ in range(2)], scorer, generator=generators(4),
+                            **common).images
+    fixed = make()([p for p in PROMPTS for _ in range(2)], generator=generators(4), num_inference_steps=STEPS,
+                   height=SIZE, width=SIZE, output_type="latent", **extra).images
+    assert torch.allclose(repeated, written, atol=1e-5, rtol=1e-5)
+    assert (repeated - fixed).flatten(1).norm(dim=1).min() > 1e-3  # every image was updated
+
+
+def test_flux_true_cfg_updates_at_the_requested_steps_and_keeps_the_negative_prompt(tiny_dirs, scorer, monkeypatch):
+    pipe = tiny_flux(tiny_dirs["tokenizer"])
+    negative, _, _ = pipe.encode_prompt(["blurry"] * 2, None, device="cpu", max_sequence_length=T5_LENGTH)
+    received = []  # what the transformer's text projection gets, call by call
+    pipe.transformer.context_embedder.register_forward_pre_hook(lambda module, args: received.append(args[0].clone()))
+    seen = record_steps(monkeypatch)
+    date.generate(pipe, PROMPTS, scorer, num_inference_steps=STEPS, skip_itrs=ITRS, height=SIZE, width=SIZE,
+                  output_type="latent", generator=generators(2), max_sequence_length=T5_LENGTH,
+                  negative_prompt=["blurry"] * 2, true_cfg_scale=4.0)
+    timesteps = pipe.scheduler.timesteps
+    assert seen == [(i, pytest.approx(float(timesteps[i]) / 1000)) for i in ITRS]
+    negative_calls = [text for text in received if torch.allclose(text, negative, atol=1e-5)]
+    assert len(negative_calls) == STEPS  # every negative call, with the negative prompt as the pipeline encoded it
+
+
+def test_sd3_skip_layer_guidance_updates_at_the_requested_steps(tiny_dirs, scorer, monkeypatch):
+    pipe = tiny_sd3(tiny_dirs["tokenizer"])
+    skipping, skip_calls = [False], []  # the text the skip-layer calls' blocks receive: the pipeline's own, not DATE's
+    pipe.transformer.register_forward_pre_hook(
+        lambda module, args, kwargs: skipping.__setitem__(0, kwargs.get("skip_layers") is not None), with_kwargs=True)
+    pipe.transformer.context_embedder.register_forward_pre_hook(
+        lambda module, args: skip_calls.append(args[0].clone()) if skipping[0] else None)
+    seen = record_steps(monkeypatch)
+    date.generate(pipe, PROMPTS, scorer, num_inference_steps=STEPS, skip_itrs=ITRS, height=SIZE, width=SIZE,
+                  output_type="latent", latents=torch.randn(2, 4, 2, 2, generator=torch.Generator().manual_seed(0)),
+                  max_sequence_length=T5_LENGTH, skip_guidance_layers=[0], skip_layer_guidance_start=0.0,
+                  skip_layer_guidance_stop=1.0)
+    assert seen == [(i, pytest.approx(float(pipe.scheduler.timesteps[i]))) for i in ITRS]
+    cond, *_ = pipe.encode_prompt(PROMPTS, None, None, device="cpu", do_classifier_free_guidance=False,
+                                  max_sequence_length=T5_LENGTH)
+    assert len(skip_calls) == STEPS - 1 and all(torch.allclose(text, cond, atol=1e-5) for text in skip_calls)
+
+
+def test_guidance_rescale_enters_the_predicted_x0(tiny_dirs, scorer):
+    """x̂0 inside the update is the one the sampler uses: rescaled CFG, as the pipeline computes it."""
+    from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import rescale_noise_cfg
+
+    pipe = tiny_pipeline(tiny_dirs["tokenizer"])
+    pipe.scheduler.set_timesteps(STEPS)
+    cond, uncond = pipe.encode_prompt(PROMPTS, "cpu", 1, True)
+    x, t = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(1)), pipe.scheduler.timesteps[1]
+    objective = Objective(pipe=pipe, family=date.pipeline.families.SD, denoiser=pipe.unet, sample_name="sample",
+                          scorer=scorer, prompts=PROMPTS, guidance_scale=7.5, weight_prior=0.0, decoder=pipe.vae,
+                          height=SIZE * 4, width=SIZE * 4, guidance_rescale=0.7)
+    call = {"sample": x, "timestep": t, "encoder_hidden_states": cond}
+    objective.start(call)
+    with torch.no_grad():
+        point = objective.point(call, {**call, "encoder_hidden_states": uncond}, 1)
+        ours = objective.predicted_x0(objective.cond_org, point, slice(0, 2))
+        e_u, e_c = pipe.unet(x, t, uncond).sample, pipe.unet(x, t, cond).sample
+        expected_noise = rescale_noise_cfg(e_u + 7.5 * (e_c - e_u), e_c, 0.7)
+    expected = predicted_original_sample(pipe.scheduler, expected_noise, x, 1, t)
+    plain = predicted_original_sample(pipe.scheduler, e_u + 7.5 * (e_c - e_u), x, 1, t)
+    assert torch.allclose(ours, expected, atol=1e-5) and not torch.allclose(ours, plain, atol=1e-3)
+
+
+@pytest.mark.parametrize("how", ["torch.compile(module)", "module.compile()"])
+def test_a_compiled_unet_gives_the_plain_unet_images(how, tiny_dirs, scorer):
+    common = dict(num_inference_steps=3, skip_itrs=[0, 1], output_type="latent",
+                  latents=torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(2)))
+    plain = date.generate(tiny_pipeline(tiny_dirs["tokenizer"]), PROMPTS, scorer, **common).images
+    pipe = tiny_pipeline(tiny_dirs["tokenizer"])
+    torch._dynamo.reset()
+    if how == "module.compile()":
+        pipe.unet.compile(backend="eager")
+    else:
+        pipe.unet = torch.compile(pipe.unet, backend="eager")
+    compiled = date.generate(pipe, PROMPTS, scorer, **common).images
+    assert torch.allclose(compiled, plain, atol=1e-5)
+
+
+def test_a_callback_that_edits_the_prompt_embedding_is_refused(tiny_dirs, scorer):
+    def edit(pipe, step, timestep, tensors):
+        return {"prompt_embeds": tensors["prompt_embeds"] * 1.01}
+
+    with pytest.raises(ValueError, match="text embedding changed between sampling steps .step 1.*prompt_embeds"):
+        date.generate(tiny_pipeline(tiny_dirs["tokenizer"]), PROMPTS, scorer, num_inference_steps=3, skip_itrs=[0],
+                      output_type="latent", callback_on_step_end=edit,
+                      callback_on_step_end_tensor_inputs=["prompt_embeds"])
+
+
+def test_the_pipeline_default_step_count(tiny_dirs, scorer):
+    pipe = tiny_flux(tiny_dirs["tokenizer"], guidance_embeds=False)  # FLUX.1-schnell: 4 steps
+    date.generate(pipe, PROMPTS[:1], scorer, skip_freq=2, height=SIZE, width=SIZE, output_type="latent",
+                  max_sequence_length=T5_LENGTH)
+    assert len(pipe.scheduler.timesteps) == 4
+
+
+def _overflowing_fp16_sdxl(tokenizer_dir, force_upcast):
+    """A tiny SDXL in fp16 whose VAE decoder overflows fp16 (its first layer sums its inputs × 2e4), fine in fp32."""
+    pipe = tiny_sdxl(tokenizer_dir)
+    with torch.no_grad():
+        pipe.vae.decoder.conv_in.weight.fill_(2e4)
+    pipe.vae.register_to_config(force_upcast=force_upcast)
+    return pipe.to(torch.float16)
+
+
+def test_fp16_vae_decodes_as_the_pipeline_does_and_an_overflow_stops_the_run(tiny_dirs, scorer):
+    common = dict(num_inference_steps=2, skip_itrs=[0], height=SIZE, width=SIZE, output_type="latent",
+                  generator=generators(2))
+    upcast = _overflowing_fp16_sdxl(tiny_dirs["tokenizer"], force_upcast=True)
+    with torch.no_grad():  # fp16 overflows where fp32 does not
+        latents = torch.randn(1, 4, 2, 2, generator=torch.Generator().manual_seed(0))
+        assert not torch.isfinite(upcast.vae.decode(latents.half()).sample).all()
+        assert torch.isfinite(upcast.vae.float().decode(latents).sample).all()
+        upcast.vae.half()
+    images = date.generate(upcast, PROMPTS, scorer, **common).images
+    assert torch.isfinite(images).all() and upcast.vae.dtype == torch.float16  # decoded in fp32, put back after
+    with pytest.raises(StoppedRun, match="step 0: h or its gradient is not finite for image 0, 1 .*--dtype fp32"):
+        date.generate(_overflowing_fp16_sdxl(tiny_dirs["tokenizer"], force_upcast=False), PROMPTS, scorer, **common)
+
+
+def test_loss_scale_is_an_exact_power_of_two_per_sample():
+    grad = torch.tensor([[3e-6, -1e-7], [0.0, 0.0], [float("nan"), 1.0], [40.0, 2.0]])
+    scale = power_of_two_scale(grad).flatten()
+    peaks = (grad.abs().amax(dim=1) * scale)[[0, 3]]
+    assert ((peaks >= 0.5) & (peaks < 1)).all() and scale[1] == 1 and scale[2] == 1
+    assert torch.equal(torch.log2(scale), torch.log2(scale).round())
