@@ -18,6 +18,7 @@ from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import resca
 
 from date.pipeline.call import Call, batch_slice, get, replaced
 from date.pipeline.families import Family
+from date.pipeline.families.base import SkipLayerGuidance
 from date.memory import LargestStep, SavedBytes, UpdatePlan, weight_bytes
 from date.pipeline.schedulers import predicted_original_sample
 from date.scorers.base import Scorer
@@ -32,17 +33,16 @@ class Condition:
         self.family = family
         self.paths = [TEXT] + ([family.pooled] if update_pooled and family.pooled else [])
         self.shapes = [get(call, path).shape[1:] for path in self.paths]
-        self.dtypes = [get(call, path).dtype for path in self.paths]
 
     def read(self, call: Call) -> torch.Tensor:
         """c in fp32 whatever the pipeline's dtype: an fp16/bf16 c would round most of a step of ρ away."""
         return torch.cat([get(call, path).flatten(1).float() for path in self.paths], dim=1)
 
     def write(self, call: Call, flat: torch.Tensor) -> Call:
-        """The call with `flat` in place of c, in the dtype the pipeline gave it."""
+        """The call with `flat` in place of c, in fp32: the denoiser reads it in fp32 (`date.pipeline.precision`)."""
         sizes = [shape.numel() for shape in self.shapes]
-        for path, shape, dtype, value in zip(self.paths, self.shapes, self.dtypes, flat.split(sizes, dim=1)):
-            call = replaced(call, path, value.reshape(len(flat), *shape).to(dtype))
+        for path, shape, value in zip(self.paths, self.shapes, flat.split(sizes, dim=1)):
+            call = replaced(call, path, value.reshape(len(flat), *shape))
         return call
 
     def movable(self, pipe, call: Call) -> Optional[torch.Tensor]:
@@ -61,9 +61,10 @@ class Point:
 
     call: Call
     x_t: torch.Tensor
-    noise_uncond: Optional[torch.Tensor]
+    noise_uncond: Optional[torch.Tensor]  # ε_u, or ε of FLUX's separate negative call (true CFG)
     t: torch.Tensor
     step_index: int
+    noise_skip: Optional[torch.Tensor] = None  # ε of SD3's skip-layer call, at the steps where the pipeline adds it
 
 
 def without_variance(output: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
@@ -81,13 +82,15 @@ class Objective:
     sample_name: str
     scorer: Scorer
     prompts: List[str]
-    guidance_scale: float
+    guidance_scale: float  # the scale of the guidance formula: CFG's w, or FLUX's true_cfg_scale
     weight_prior: float
     decoder: object  # decodes x̂0 inside updates: the pipeline's VAE, or a tiny decoder (fast mode)
     height: int
     width: int
     update_pooled: bool = False
     guidance_rescale: float = 0.0  # SD / SDXL's `guidance_rescale`: x̂0 from the prediction the sampler uses
+    negative: Optional[dict] = None  # FLUX's true CFG: the negative call's text inputs
+    skip_layer_guidance: Optional[SkipLayerGuidance] = None  # SD3's extra guidance term
     plan: UpdatePlan = field(default_factory=lambda: UpdatePlan("auto"))
     condition: Optional[Condition] = None
     cond_org: Optional[torch.Tensor] = None
@@ -109,23 +112,34 @@ class Objective:
         return torch.equal(self.condition.read(call), self.cond_org)
 
     def point(self, call: Call, uncond_call: Optional[Call], step_index: int) -> Point:
-        """The update step at this call; ε(x_t, t, c_u) is computed once, for every gradient step and the sampling step."""
+        """The update step at this call. What guidance adds to the conditional prediction is computed once, for every
+        gradient step (and ε_u also for the sampling step): ε_u from the call's own unconditional half, or FLUX's
+        negative prediction from the conditional call with the negative inputs; SD3's skip-layer prediction."""
         x_t = call[self.sample_name]
-        noise_uncond = None
-        if uncond_call is not None:
-            with torch.no_grad():
+        if uncond_call is None and self.negative is not None:
+            uncond_call = {**call, **self.negative}
+        noise_uncond = noise_skip = None
+        with torch.no_grad():
+            if uncond_call is not None:
                 noise_uncond = self.denoiser(**uncond_call)[0]
-        return Point(call, x_t, noise_uncond, self.pipe.scheduler.timesteps[step_index], step_index)
+            slg = self.skip_layer_guidance
+            if slg is not None and noise_uncond is not None and step_index in slg.steps:
+                noise_skip = self.denoiser(**call, skip_layers=list(slg.layers))[0]
+        return Point(call, x_t, noise_uncond, self.pipe.scheduler.timesteps[step_index], step_index, noise_skip)
 
     def predicted_x0(self, embeds: torch.Tensor, point: Point, part: slice) -> torch.Tensor:
-        """x̂0 of samples `part` from the guided prediction with updated inputs `embeds` (flat, those samples only)."""
+        """x̂0 of samples `part` from the guided prediction with updated inputs `embeds` (flat, those samples only),
+        combined exactly as the pipeline combines it."""
         call = self.condition.write(batch_slice(point.call, part, len(self.prompts), self.family.unbatched), embeds)
         x_t = point.x_t[part]
-        noise = without_variance(self.denoiser(**call)[0], x_t)
+        noise = cond = without_variance(self.denoiser(**call)[0], x_t)
         if point.noise_uncond is not None:
             uncond = without_variance(point.noise_uncond[part], x_t)
-            guided = uncond + self.guidance_scale * (noise - uncond)
-            noise = rescale_noise_cfg(guided, noise, self.guidance_rescale) if self.guidance_rescale > 0 else guided
+            noise = uncond + self.guidance_scale * (cond - uncond)
+            if point.noise_skip is not None:
+                noise = noise + self.skip_layer_guidance.scale * (cond - point.noise_skip[part])
+            if self.guidance_rescale > 0:
+                noise = rescale_noise_cfg(noise, cond, self.guidance_rescale)
         return predicted_original_sample(self.pipe.scheduler, noise, x_t, point.step_index, point.t)
 
     def gradient(self, embeds: torch.Tensor, point: Point, keep_images: bool = False

@@ -14,6 +14,7 @@ from date.objective import Objective, pipeline_modules
 from date.pipeline.call import GuidedBatch, sample_name
 from date.pipeline.families import family_of
 from date.pipeline.hook import DateHook
+from date.pipeline.precision import fp32_text_inputs
 from date.scorers.base import Scorer
 from date.step import StepSettings, date_step
 
@@ -91,10 +92,13 @@ def generate(
     image_prompts = [prompt for prompt in prompts for _ in range(images_per_prompt)]
     denoiser = getattr(pipe, "transformer", None) or pipe.unet
     decoder = x0_decoder if x0_decoder is not None else pipe.vae
+    negative = family.negative_inputs(pipe, pipeline_kwargs, images_per_prompt)  # FLUX's true CFG
     objective = Objective(pipe=pipe, family=family, denoiser=denoiser, sample_name=sample_name(denoiser), scorer=scorer,
-                          prompts=image_prompts, guidance_scale=guidance_scale, weight_prior=weight_prior, decoder=decoder,
-                          height=height, width=width, update_pooled=update_pooled,
-                          guidance_rescale=pipeline_kwargs.get("guidance_rescale", 0.0), plan=UpdatePlan(update_batch_size))
+                          prompts=image_prompts, weight_prior=weight_prior, decoder=decoder, height=height, width=width,
+                          guidance_scale=pipeline_kwargs["true_cfg_scale"] if negative else guidance_scale,
+                          guidance_rescale=pipeline_kwargs.get("guidance_rescale", 0.0), negative=negative,
+                          skip_layer_guidance=family.skip_layer_guidance(pipe, pipeline_kwargs, num_inference_steps),
+                          update_pooled=update_pooled, plan=UpdatePlan(update_batch_size))
     recorded = [] if trajectory else None
     step = functools.partial(date_step, objective, settings=StepSettings(num_upt_prompt, lr_upt_prompt, init_org),
                              trajectory=recorded)
@@ -102,7 +106,8 @@ def generate(
                     steps, pipe.scheduler, num_inference_steps)
 
     # 3. Sample: the pipeline's own loop; at each update step, its denoiser call runs the DATE step first (the hook).
-    with frozen(*pipeline_modules(pipe), scorer, x0_decoder), checkpointing(gradient_checkpointing, denoiser, decoder):
+    with frozen(*pipeline_modules(pipe), scorer, x0_decoder), checkpointing(gradient_checkpointing, denoiser, decoder), \
+            fp32_text_inputs(denoiser):
         hook.attach()
         try:
             output = sample()

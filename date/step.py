@@ -54,7 +54,8 @@ def require_finite(grad: torch.Tensor, h: torch.Tensor, step_index: int) -> None
 def date_step(objective: Objective, embeds: torch.Tensor, call: Call, uncond_call: Optional[Call], step_index: int,
               settings: StepSettings, trajectory: Optional[List[TrajectoryStep]] = None
               ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """The updated c (flat, one row per sample) and ε_u at x_t, for the sampling step to reuse (None without CFG)."""
+    """The updated c (flat, one row per sample) and ε_u at x_t, for the sampling step to reuse (None unless the call
+    holds an unconditional half)."""
     # 1. The point of this update: x_t and t of the call, ε_u once.
     point = objective.point(call, uncond_call, step_index)
     before = None
@@ -71,4 +72,4 @@ def date_step(objective: Objective, embeds: torch.Tensor, call: Call, uncond_cal
     if trajectory is not None and before is not None:
         after, h_after = objective.evaluate(embeds, point)
         trajectory.append(TrajectoryStep(step_index, before[0], after, before[1], h_after.cpu()))
-    return embeds, point.noise_uncond
+    return embeds, point.noise_uncond if uncond_call is not None else None

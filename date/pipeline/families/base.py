@@ -8,7 +8,7 @@ conditional embedding from the pipeline's first denoiser call and substitutes it
 import inspect
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, NamedTuple, Optional, Tuple
+from typing import Callable, FrozenSet, NamedTuple, Optional, Tuple
 
 import torch
 
@@ -17,6 +17,16 @@ class Defaults(NamedTuple):
     steps: int
     guidance_scale: float
     size: int
+
+
+@dataclass(frozen=True)
+class SkipLayerGuidance:
+    """SD3's skip-layer guidance: at `steps`, ε += scale·(ε_c − ε_skip), ε_skip from the conditional call with the
+    transformer blocks `layers` skipped."""
+
+    layers: Tuple[int, ...]
+    scale: float
+    steps: FrozenSet[int]
 
 
 @dataclass(frozen=True)
@@ -58,6 +68,15 @@ class Family:
         finally:
             if upcast:
                 torch.nn.Module.to(decoder, torch.float16)
+
+    def negative_inputs(self, pipe, pipeline_kwargs: dict, images_per_prompt: int) -> Optional[dict]:
+        """Inputs of a separate negative call (true CFG) to put in the conditional call, or None: the family's
+        guidance, if any, is in its batched [uncond; cond] call."""
+        return None
+
+    def skip_layer_guidance(self, pipe, pipeline_kwargs: dict, num_inference_steps: int) -> Optional[SkipLayerGuidance]:
+        """The extra guidance term the pipeline adds at some steps, or None."""
+        return None
 
     def latents_to_image(self, pipe, decoder, latents: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """Image in [0, 1] (no clamp) from the denoiser's latents, by the VAE or a tiny stand-in (`AutoencoderTiny`),

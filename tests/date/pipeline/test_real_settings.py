@@ -26,16 +26,21 @@ def generators(n, first=0):
 
 
 def record_steps(monkeypatch):
-    """The sampling step index and timestep of every DATE step that runs."""
-    seen = []
+    """The sampling step index and timestep of every DATE step that runs, and a flag that is set while one runs (the
+    pipeline's own calls are those made while it is not)."""
+    seen, inside = [], [False]
     step = sampling.date_step
 
     def recorded(objective, embeds, call, uncond_call, step_index, **kwargs):
         seen.append((step_index, float(call["timestep"].flatten()[0])))
-        return step(objective, embeds, call, uncond_call, step_index, **kwargs)
+        inside[0] = True
+        try:
+            return step(objective, embeds, call, uncond_call, step_index, **kwargs)
+        finally:
+            inside[0] = False
 
     monkeypatch.setattr(sampling, "date_step", recorded)
-    return seen
+    return seen, inside
 
 
 @pytest.mark.parametrize("family", ["sd", "sdxl", "flux"])
@@ -57,9 +62,10 @@ def test_images_per_prompt_equal_the_prompts_written_out(family, tiny_dirs, scor
 def test_flux_true_cfg_updates_at_the_requested_steps_and_keeps_the_negative_prompt(tiny_dirs, scorer, monkeypatch):
     pipe = tiny_flux(tiny_dirs["tokenizer"])
     negative, _, _ = pipe.encode_prompt(["blurry"] * 2, None, device="cpu", max_sequence_length=T5_LENGTH)
-    received = []  # what the transformer's text projection gets, call by call
-    pipe.transformer.context_embedder.register_forward_pre_hook(lambda module, args: received.append(args[0].clone()))
-    seen = record_steps(monkeypatch)
+    seen, inside = record_steps(monkeypatch)
+    received = []  # what the transformer's text projection gets in the pipeline's own calls
+    pipe.transformer.context_embedder.register_forward_pre_hook(
+        lambda module, args: None if inside[0] else received.append(args[0].clone()))
     date.generate(pipe, PROMPTS, scorer, num_inference_steps=STEPS, skip_itrs=ITRS, height=SIZE, width=SIZE,
                   output_type="latent", generator=generators(2), max_sequence_length=T5_LENGTH,
                   negative_prompt=["blurry"] * 2, true_cfg_scale=4.0)
@@ -69,14 +75,67 @@ def test_flux_true_cfg_updates_at_the_requested_steps_and_keeps_the_negative_pro
     assert len(negative_calls) == STEPS  # every negative call, with the negative prompt as the pipeline encoded it
 
 
+def capture_x0(monkeypatch):
+    """At each DATE step: the conditional call, the unconditional half (or None), and DATE's x̂0 at c_org."""
+    captured = []
+    step = sampling.date_step
+
+    def recorded(objective, embeds, call, uncond_call, step_index, **kwargs):
+        with torch.no_grad():
+            point = objective.point(call, uncond_call, step_index)
+            captured.append((step_index, call, uncond_call, objective.predicted_x0(objective.cond_org, point,
+                                                                                   slice(0, len(embeds)))))
+        return step(objective, embeds, call, uncond_call, step_index, **kwargs)
+
+    monkeypatch.setattr(sampling, "date_step", recorded)
+    return captured
+
+
+def test_flux_true_cfg_x0_is_the_pipeline_combination(tiny_dirs, scorer, monkeypatch):
+    """x̂0 = x_t − σ·(ε_neg + s·(ε_pos − ε_neg)), ε_neg from the negative prompt as the pipeline encodes it."""
+    pipe = tiny_flux(tiny_dirs["tokenizer"])
+    captured = capture_x0(monkeypatch)
+    date.generate(pipe, PROMPTS, scorer, num_inference_steps=STEPS, skip_itrs=ITRS, height=SIZE, width=SIZE,
+                  output_type="latent", generator=generators(2), max_sequence_length=T5_LENGTH,
+                  negative_prompt=["blurry", "dark"], true_cfg_scale=4.0)
+    negative, negative_pooled, _ = pipe.encode_prompt(["blurry", "dark"], None, device="cpu",
+                                                      max_sequence_length=T5_LENGTH)
+    for i, call, uncond_call, x0 in captured:
+        assert uncond_call is None  # FLUX has no batched unconditional half
+        with torch.no_grad():
+            positive = pipe.transformer(**call)[0]
+            negative_noise = pipe.transformer(**{**call, "encoder_hidden_states": negative,
+                                                 "pooled_projections": negative_pooled})[0]
+        expected = call["hidden_states"] - pipe.scheduler.sigmas[i] * (negative_noise + 4.0 * (positive - negative_noise))
+        assert torch.allclose(x0, expected, atol=1e-5)
+        assert not torch.allclose(x0, call["hidden_states"] - pipe.scheduler.sigmas[i] * positive, atol=1e-3)
+
+
+def test_sd3_skip_layer_guidance_x0_is_the_pipeline_combination(tiny_dirs, scorer, monkeypatch):
+    """x̂0 from ε_u + w·(ε_c − ε_u) + s·(ε_c − ε_skip) at the steps where the pipeline adds the skip-layer term."""
+    pipe = tiny_sd3(tiny_dirs["tokenizer"])
+    captured = capture_x0(monkeypatch)
+    date.generate(pipe, PROMPTS, scorer, num_inference_steps=STEPS, skip_itrs=[0, 1, 2], height=SIZE, width=SIZE,
+                  output_type="latent", latents=torch.randn(2, 4, 2, 2, generator=torch.Generator().manual_seed(0)),
+                  max_sequence_length=T5_LENGTH, guidance_scale=7.0, skip_guidance_layers=[0],
+                  skip_layer_guidance_scale=2.0, skip_layer_guidance_start=0.2, skip_layer_guidance_stop=0.6)
+    for i, call, uncond_call, x0 in captured:  # 4·0.2 < i < 4·0.6: the term is added at steps 1 and 2
+        with torch.no_grad():
+            uncond, cond = pipe.transformer(**uncond_call)[0], pipe.transformer(**call)[0]
+            noise = uncond + 7.0 * (cond - uncond)
+            if i in (1, 2):
+                noise = noise + 2.0 * (cond - pipe.transformer(**call, skip_layers=[0])[0])
+        assert torch.allclose(x0, call["hidden_states"] - pipe.scheduler.sigmas[i] * noise, atol=1e-5), i
+
+
 def test_sd3_skip_layer_guidance_updates_at_the_requested_steps(tiny_dirs, scorer, monkeypatch):
     pipe = tiny_sd3(tiny_dirs["tokenizer"])
-    skipping, skip_calls = [False], []  # the text the skip-layer calls' blocks receive: the pipeline's own, not DATE's
+    seen, inside = record_steps(monkeypatch)
+    skipping, skip_calls = [False], []  # the text the pipeline's skip-layer calls' blocks receive: its own, not DATE's
     pipe.transformer.register_forward_pre_hook(
         lambda module, args, kwargs: skipping.__setitem__(0, kwargs.get("skip_layers") is not None), with_kwargs=True)
     pipe.transformer.context_embedder.register_forward_pre_hook(
-        lambda module, args: skip_calls.append(args[0].clone()) if skipping[0] else None)
-    seen = record_steps(monkeypatch)
+        lambda module, args: skip_calls.append(args[0].clone()) if skipping[0] and not inside[0] else None)
     date.generate(pipe, PROMPTS, scorer, num_inference_steps=STEPS, skip_itrs=ITRS, height=SIZE, width=SIZE,
                   output_type="latent", latents=torch.randn(2, 4, 2, 2, generator=torch.Generator().manual_seed(0)),
                   max_sequence_length=T5_LENGTH, skip_guidance_layers=[0], skip_layer_guidance_start=0.0,
@@ -172,3 +231,41 @@ def test_loss_scale_is_an_exact_power_of_two_per_sample():
     peaks = (grad.abs().amax(dim=1) * scale)[[0, 3]]
     assert ((peaks >= 0.5) & (peaks < 1)).all() and scale[1] == 1 and scale[2] == 1
     assert torch.equal(torch.log2(scale), torch.log2(scale).round())
+
+
+@pytest.mark.parametrize("family, dtype, per_element", [("sdxl", torch.float16, 2.0e-3), ("flux", torch.bfloat16, 3.5e-4)])
+def test_half_precision_denoiser_receives_the_fp32_step(family, dtype, per_element, tiny_dirs, scorer, monkeypatch):
+    """The step is ρ in fp32 and the denoiser's text layer reads it as such; ρ per element as on the real model
+    (SD 1.5 / SDXL at ρ = 0.5: 2e-3; FLUX at 0.5: 3.5e-4), where fp16/bf16 would round much of it away."""
+    pipe = (tiny_sdxl if family == "sdxl" else tiny_flux)(tiny_dirs["tokenizer"]).to(dtype)
+    text_layer = (pipe.unet.down_blocks[1].attentions[0].transformer_blocks[0].attn2.to_k if family == "sdxl"
+                  else pipe.transformer.context_embedder)
+    seen, inside = record_steps(monkeypatch)
+    steps = []
+    update = sampling.date_step
+
+    def recorded(objective, embeds, call, uncond_call, step_index, **kwargs):
+        updated, uncond = update(objective, embeds, call, uncond_call, step_index, **kwargs)
+        steps.append((updated - objective.cond_org).view(len(updated), *objective.condition.shapes[0]))
+        return updated, uncond
+
+    monkeypatch.setattr(sampling, "date_step", recorded)
+    received = []
+    text_layer.register_forward_pre_hook(lambda module, args: None if inside[0] else received.append(args[0]))
+    elements = (77 * 64) if family == "sdxl" else (T5_LENGTH * 32)
+    rho = per_element * elements ** 0.5
+    extra = {} if family == "sdxl" else {"max_sequence_length": T5_LENGTH}
+    date.generate(pipe, PROMPTS, scorer, num_inference_steps=2, skip_itrs=[0], lr_upt_prompt=rho, height=SIZE,
+                  width=SIZE, output_type="latent", generator=generators(2), **extra)
+    after, next_step = received[0][-2:], received[1][-2:]  # step 0's call runs after its update; [-2:]: conditional
+    assert after.dtype == torch.float32
+    cond_org = after - steps[0]
+    moved = (after.float() - cond_org).flatten(1)
+    intended = steps[0].flatten(1)
+    assert torch.allclose(moved.norm(dim=1), torch.full((2,), rho), rtol=0.02)
+    assert torch.nn.functional.cosine_similarity(moved, intended).min() > 0.999
+    assert torch.equal(next_step, after)  # step 1 gets the same updated c
+    # a c kept in the pipeline's dtype would lose part of the step to rounding (over 1% of it here); ours loses none
+    rounded = ((cond_org.to(dtype) + steps[0].to(dtype)).float() - cond_org).flatten(1)
+    assert ((rounded - intended).norm(dim=1) > 0.01 * rho).all()
+    assert torch.allclose(moved, intended, atol=1e-6)
