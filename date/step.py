@@ -4,10 +4,11 @@ The pipeline is about to evaluate its denoiser at x_t of step i. Before it does,
 1. points at x_t: the call's own inputs, and ε_u = ε(x_t, t, c_u) computed once (no gradient), shared by every
    gradient step below and by the sampling step itself;
 2. takes `num_upt_prompt` normalized steps: g = ∂Σ_b(−h_b + prior_b)/∂c through x̂0(c) and the decoded image
-   (`Objective.gradient`; a non-finite h or g stops the run), then c ← c − ρ·g/‖g‖ per sample (`normalized_step`);
+   (`Objective.gradient`; a non-finite h or g stops the run, a zero g is logged), then c ← c − ρ·g/‖g‖ per sample (`normalized_step`);
 3. with a trajectory, records x̂0 and h before and after, at the same x_t.
 The call then runs with the updated c, which stays in use until the next update step (`date.pipeline.hook`).
 """
+import logging
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
@@ -17,6 +18,8 @@ from date.io.errors import StoppedRun
 from date.objective import Objective
 from date.pipeline.call import Call
 from date.update import normalized_step
+
+log = logging.getLogger("date")
 
 
 @dataclass(frozen=True)
@@ -41,14 +44,20 @@ class TrajectoryStep:
     h_after: torch.Tensor
 
 
-def require_finite(grad: torch.Tensor, h: torch.Tensor, step_index: int) -> None:
-    """A NaN or inf in h or g would turn into a zero (or NaN) step and a baseline image under DATE's name: stop."""
+def check_gradient(grad: torch.Tensor, h: torch.Tensor, step_index: int) -> None:
+    """A NaN or inf in h or g would turn into a zero (or NaN) step and a baseline image under DATE's name: stop. A zero
+    gradient is legitimate (h does not depend on c there) and gives a zero step, said in the log."""
     bad = ~(torch.isfinite(grad.flatten(1)).all(dim=1) & torch.isfinite(h))
     if bad.any():
         images = ", ".join(str(i) for i in bad.nonzero().flatten().tolist())
         raise StoppedRun(f"error: DATE stopped at sampling step {step_index}: h or its gradient is not finite for image "
                          f"{images} of the batch; in fp16 this is usually the VAE overflowing while decoding x̂0: use "
                          "--dtype fp32 (or torch_dtype=torch.float32), or an fp16-safe VAE", exit_code=1)
+    zero = grad.flatten(1).abs().amax(dim=1) == 0
+    if zero.any():
+        images = ", ".join(str(i) for i in zero.nonzero().flatten().tolist())
+        log.warning("DATE step %d: zero gradient for image %s of the batch (h does not depend on c there): c not moved",
+                    step_index, images)
 
 
 def date_step(objective: Objective, embeds: torch.Tensor, call: Call, uncond_call: Optional[Call], step_index: int,
@@ -63,7 +72,7 @@ def date_step(objective: Objective, embeds: torch.Tensor, call: Call, uncond_cal
         # 2a. g = ∂(−h + prior)/∂c via x̂0; the first pass also keeps its decoded x̂0 when a trajectory is asked for.
         keep = trajectory is not None and k == 0
         grad, h, images = objective.gradient(embeds, point, keep_images=keep)
-        require_finite(grad, h, step_index)
+        check_gradient(grad, h, step_index)
         if keep:
             before = (images, h.detach().cpu())
         # 2b. c ← c − ρ·g/‖g‖ (from c_org with init_org), in fp32; a zero gradient gives a zero step.

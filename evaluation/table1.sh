@@ -4,7 +4,8 @@
 #   bash evaluation/table1.sh OUTDIR [flags for every generation run]
 #
 # Defaults are the paper's: SD v1.5, DDIM 50, w = 8, the 5,000 COCO captions of subset.csv, seed 6; one GPU.
-# Rows: fixed embedding (50 steps), fixed with 70 steps (DATE's time), EBCA, Universal Guidance (h = CLIP),
+# Rows: fixed embedding (50 steps), fixed with 70 steps (DATE's time), EBCA (official README values), Universal
+# Guidance (h = CLIP, at the official guidance strength),
 # DATE (h = CLIP), DATE (h = ImageReward); each folder is named by its row (`--name fixed`, ...: do not pass --name).
 # Every run resumes where it stopped, so rerunning the script after an interruption finishes the table. Environment:
 #   H_MODELS      --h_model flags for the runs that use an h (UG, DATE), e.g. "--h_model clip=/models/clip-l"
@@ -33,7 +34,9 @@ generate() {  # generate ROW FLAGS...
 generate fixed --baseline "$@"
 generate fixed70 --baseline "$@" --steps 70   # fixed embedding with DATE's wall time
 generate ebca --method ebca "$@"
-generate ug_clip --method ug --h clip "${h_models[@]}" "$@"
+# UG's official CLIP loss is -logits_per_image = -100*cos, and its default s = 5 weighs that; our h = CLIP is cos, so
+# the official strength is s = 5 * 100 (docs/baselines.md)
+generate ug_clip --method ug --h clip --optim_forward_guidance_wt 500 "${h_models[@]}" "$@"
 generate date_clip --h clip "${h_models[@]}" "$@"
 generate date_ir --h ir "${h_models[@]}" "$@"
 

@@ -94,7 +94,8 @@ def any_h_parser(description: str) -> Parser:
                         help="model of an h (repeatable): clip, ir, ir_tokenizer, pickscore, pickscore_processor, "
                              "aesthetic, aesthetic_clip, hps; clip=toy is the toy CLIP")
     parser.add_argument("--fp16_clip", action="store_true", help="run the CLIP scorer in half precision")
-    parser.add_argument("--optim_forward_guidance_wt", type=finite_float, default=5.0, help="UG: forward guidance weight s")
+    parser.add_argument("--optim_forward_guidance_wt", type=finite_float, default=5.0, help="UG: forward guidance weight s on L = -h (the official s weighs "
+                        "-100*cos for CLIP: official s = 5 is 500 here with --h clip)")
     parser.add_argument("--optim_num_steps", type=positive_int, default=1, help="UG: self-recurrence steps k")
     parser.add_argument("--optim_backward_guidance", action="store_true", help="UG: backward guidance on x0 (latent)")
     parser.add_argument("--optim_max_iters", type=non_negative_int, default=1, help="UG: backward guidance Adam steps m")

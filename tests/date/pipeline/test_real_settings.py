@@ -269,3 +269,65 @@ def test_half_precision_denoiser_receives_the_fp32_step(family, dtype, per_eleme
     rounded = ((cond_org.to(dtype) + steps[0].to(dtype)).float() - cond_org).flatten(1)
     assert ((rounded - intended).norm(dim=1) > 0.01 * rho).all()
     assert torch.allclose(moved, intended, atol=1e-6)
+
+
+# stabilityai/stable-diffusion-xl-base-1.0's scheduler/scheduler_config.json
+SDXL_EULER = dict(beta_end=0.012, beta_schedule="scaled_linear", beta_start=0.00085, clip_sample=False,
+                  interpolation_type="linear", num_train_timesteps=1000, prediction_type="epsilon", sample_max_value=1.0,
+                  set_alpha_to_one=False, skip_prk_steps=True, steps_offset=1, timestep_spacing="leading",
+                  trained_betas=None, use_karras_sigmas=False)
+
+
+def test_sdxl_with_its_real_euler_scheduler_x0_is_the_scheduler_own(tiny_dirs, scorer, monkeypatch):
+    """With SDXL's shipped Euler configuration, DATE's x̂0 after each update is the scheduler's own x̂0 of that step."""
+    from diffusers import EulerDiscreteScheduler
+
+    pipe = tiny_sdxl(tiny_dirs["tokenizer"])
+    pipe.scheduler = EulerDiscreteScheduler.from_config(SDXL_EULER)
+    ours = {}
+    update = sampling.date_step
+
+    def recorded(objective, embeds, call, uncond_call, step_index, **kwargs):
+        updated, uncond = update(objective, embeds, call, uncond_call, step_index, **kwargs)
+        with torch.no_grad():
+            point = objective.point(call, uncond_call, step_index)
+            ours[step_index] = objective.predicted_x0(updated, point, slice(0, len(updated)))
+        return updated, uncond
+
+    monkeypatch.setattr(sampling, "date_step", recorded)
+    theirs, scheduler_step = {}, pipe.scheduler.step
+
+    def recorded_scheduler_step(*args, **kwargs):
+        index = pipe.scheduler.step_index or 0
+        output = scheduler_step(*args, **kwargs)
+        theirs[index] = output[1] if isinstance(output, tuple) else output.pred_original_sample
+        return output
+
+    monkeypatch.setattr(pipe.scheduler, "step", recorded_scheduler_step)
+    date.generate(pipe, PROMPTS, scorer, num_inference_steps=STEPS, skip_itrs=ITRS, height=SIZE, width=SIZE,
+                  output_type="latent", generator=generators(2))
+    assert sorted(ours) == ITRS
+    for i in ITRS:
+        assert torch.allclose(ours[i], theirs[i], atol=1e-4, rtol=1e-4), (i, (ours[i] - theirs[i]).abs().max())
+
+
+class _Constant(date.Scorer):
+    """h that ignores the image: its gradient is exactly zero."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(()))
+
+    def score(self, images, prompts):
+        return self.weight + 0 * images.sum(dim=(1, 2, 3))
+
+
+def test_a_zero_gradient_is_a_zero_step_and_is_logged(tiny_dirs, caplog):
+    common = dict(num_inference_steps=3, output_type="latent",
+                  latents=torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(3)))
+    with caplog.at_level("WARNING", logger="date"):
+        updated = date.generate(tiny_pipeline(tiny_dirs["tokenizer"]), PROMPTS, _Constant(), skip_itrs=[1],
+                                **common).images
+    fixed = date.generate(tiny_pipeline(tiny_dirs["tokenizer"]), PROMPTS, None, **common).images
+    assert torch.allclose(updated, fixed, atol=1e-5, rtol=1e-5)
+    assert "DATE step 1: zero gradient for image 0, 1 of the batch" in caplog.text
