@@ -27,7 +27,7 @@ Step = Callable[[torch.Tensor, Call, Optional[Call], int], Tuple[torch.Tensor, O
 
 class DateHook:
     """Hooks on `denoiser` from `attach` to `detach`. `condition` reads c_org from a call (`start`) and writes c into
-    one (`write`); `step` runs at the calls of `steps`, the indices of the sampling steps to update."""
+    one (`write`); `step` runs at the first call of each sampling step in `steps` (the indices of the steps to update)."""
 
     def __init__(self, denoiser: torch.nn.Module, layout: GuidedBatch, condition, step: Step, steps: Set[int],
                  scheduler, num_inference_steps: int) -> None:
