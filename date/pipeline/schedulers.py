@@ -1,4 +1,4 @@
-"""Samplers by the paper's names, and x̂0 computed from the scheduler's noise schedule.
+"""Samplers by the paper's names (and PNDM, SD 1.x's own), and x̂0 computed from the scheduler's noise schedule.
 
 x̂0 is computed here rather than read from `scheduler.step`, because stepping a stateful scheduler (Euler, DPM-Solver)
 twice per timestep would advance it.
@@ -10,6 +10,7 @@ from diffusers import (
     DPMSolverMultistepScheduler,
     EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler,
+    PNDMScheduler,
 )
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
@@ -19,7 +20,9 @@ SCHEDULERS = {
     "ODE": EulerDiscreteScheduler,
     "DPM": DPMSolverMultistepScheduler,  # DPM-Solver++ (2M)
     "SDE": EulerAncestralDiscreteScheduler,
+    "PNDM": PNDMScheduler,  # SD 1.x's own (PLMS, 51 calls for 50 steps): EBCA's official sampler; not for DATE
 }
+ONE_CALL_PER_STEP = ("DDIM", "DDPM", "ODE", "DPM", "SDE")  # the samplers DATE's update can ride on
 
 
 def make_scheduler(name: str, config) -> SchedulerMixin:
@@ -27,6 +30,8 @@ def make_scheduler(name: str, config) -> SchedulerMixin:
     scheduler = SCHEDULERS[name].from_config(config)
     if name == "ODE":
         scheduler.register_to_config(use_karras_sigmas=False)
+    if name == "PNDM":
+        scheduler.register_to_config(skip_prk_steps=True)  # PLMS only, as Stable Diffusion ships it
     return scheduler
 
 

@@ -18,6 +18,7 @@ from date.io.errors import UserInputError
 from date.io.loading import model_path
 from date.io.seeding import RULE as SEEDING_RULE
 from date.pipeline.families import Family, family_of
+from date.pipeline.schedulers import ONE_CALL_PER_STEP
 from date.run.loading import MODELS, pipeline_class, resolve_model, versions
 from date.run.methods import Method
 from date.sampling import update_steps
@@ -127,6 +128,9 @@ def plan_run(args: argparse.Namespace, method: Method) -> RunPlan:
         raise UserInputError("FLUX does not run in fp16; use --dtype bf16")
     if args.size and args.size % family.size_multiple:
         raise UserInputError(f"--size must be a multiple of {family.size_multiple} for {class_name}, got {args.size}")
+    if args.scheduler and args.scheduler not in ONE_CALL_PER_STEP and plan.updates_embedding:
+        raise UserInputError(f"--scheduler {args.scheduler} calls the denoiser more than once per step; DATE needs one "
+                             f"({', '.join(ONE_CALL_PER_STEP)})")
     if args.scheduler and family.flow_matching:
         raise UserInputError(f"--scheduler {args.scheduler} does not fit {class_name}, a flow-matching model; "
                              "leave --scheduler out to use its own sampler")

@@ -111,3 +111,30 @@ def test_generate_date_method_ebca(tiny_dirs, family_dirs, tmp_path, capsys, gen
             generate_date_cli(*flags, *extra, save=tmp_path / "bad")
         assert_one_line_error(capsys, exit_info, message)
         assert not (tmp_path / "bad").exists()
+
+
+def test_ebca_official_sampler_and_date_refusing_it(tiny_dirs, tmp_path, capsys, generate_date_cli):
+    """EBCA's official text-to-image setting: SD's own PNDM sampler, w = 7.5 (plus --fp16 on a GPU); DATE, which needs one
+    denoiser call per step, refuses PNDM in one line before loading anything."""
+    import numpy as np
+    from diffusers import StableDiffusionPipeline
+    from PIL import Image
+
+    from date.io.seeding import image_generator
+    from date.pipeline.schedulers import make_scheduler
+    from tests.support.evaluation_helpers import assert_one_line_error
+
+    generate_date_cli("--method", "ebca", "--scheduler", "PNDM", "--w", "7.5")
+    folder = tmp_path / "out" / "EBCA_scheduler_PNDM_steps_3_w_7.5_seed_6"
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_dirs["sd"], safety_checker=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.scheduler = make_scheduler("PNDM", pipe.scheduler.config)
+    expected = ebca.generate(pipe, PROMPTS, gamma_attn=0.01, gamma_norm=0.02, num_inference_steps=3, guidance_scale=7.5,
+                             generator=[image_generator(6, k) for k in range(2)]).images
+    for k in range(2):
+        assert np.array_equal(np.asarray(Image.open(folder / f"{k}.png")), np.asarray(expected[k]))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        generate_date_cli("--scheduler", "PNDM", save=tmp_path / "bad")
+    assert_one_line_error(capsys, exit_info, "--scheduler PNDM calls the denoiser more than once per step")
+    assert not (tmp_path / "bad").exists()
