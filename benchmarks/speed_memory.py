@@ -20,7 +20,7 @@ import sys
 import time
 
 from date.io import flags
-from date.run.loading import ASSETS
+from date.io.loading import ASSETS
 
 TOY = os.path.join(ASSETS, "toy")
 CONFIGS = {"fixed": "fixed embedding", "date": "DATE (update_bs auto)", "lean": "DATE --lean",

@@ -6,6 +6,8 @@ from typing import Iterator
 
 from date.io.errors import UserInputError
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout
+ASSETS = os.path.join(ROOT, "assets")  # bundled models and prompts
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 
 

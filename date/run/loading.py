@@ -5,7 +5,7 @@ from typing import Optional
 
 import torch
 
-from date.io.loading import loading, model_path
+from date.io.loading import ASSETS, loading, model_path
 from date.pipeline.families import family_of
 from date.pipeline.schedulers import make_scheduler
 
@@ -22,8 +22,6 @@ MODELS = {  # --ver_sd: the official checkpoints of every supported family
     "pixart-sigma": "PixArt-alpha/PixArt-Sigma-XL-2-1024-MS",
 }
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-ASSETS = os.path.join(ROOT, "assets")
 TOY_MODELS = {"model": os.path.join(ASSETS, "toy", "sd"), "clip": os.path.join(ASSETS, "toy", "clip"),
               "x0_decoder": os.path.join(ASSETS, "toy", "taesd")}
 

@@ -5,9 +5,10 @@ import os
 
 from date.io.devices import default_device
 from date.io.flags import Parser, finite_float, non_negative_float, non_negative_int, positive_float, positive_int
+from date.io.loading import ROOT
 from date.memory import MicroBatch
 from date.pipeline.schedulers import SCHEDULERS
-from date.run.loading import DTYPES, MODELS, ROOT
+from date.run.loading import DTYPES, MODELS
 
 
 def generation_parser(description: str) -> Parser:

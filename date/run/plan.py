@@ -74,6 +74,8 @@ class RunPlan:
         steps = flags.steps or defaults.steps
         w = defaults.guidance_scale if flags.w is None else flags.w
         scheduler = flags.scheduler or self.family.default_scheduler or type(pipe.scheduler).__name__
+        if self.updates_embedding:
+            _check_update_itrs(self.update_itrs, steps, flags)
         model_tag = None
         if self.family.name != "sd":
             model_tag = flags.ver_sd if flags.model is None else os.path.basename(os.path.normpath(self.model))
@@ -115,6 +117,8 @@ def plan_run(args: argparse.Namespace, method: Method) -> RunPlan:
     plan = RunPlan(flags=argparse.Namespace(**vars(args)), method=method, captions=tuple(captions), model=model,
                    class_name="", family=None, x0_decoder=x0_decoder,
                    dtype=args.dtype or ("fp16" if args.fp16 else "fp32"), update_itrs=itrs)
+    if args.steps and plan.updates_embedding:
+        _check_update_itrs(itrs, args.steps, args)
     if x0_decoder and not plan.with_h:
         raise UserInputError("--x0_decoder decodes x̂0 inside DATE's updates; this run makes none")
     if args.save_trajectory and not plan.updates_embedding:
@@ -148,6 +152,17 @@ def _check_flags(args: argparse.Namespace) -> None:
     pick_device(args.device)
 
 
+def _check_update_itrs(itrs: Optional[Tuple[int, ...]], steps: int, args: argparse.Namespace) -> None:
+    """A DATE run whose update steps fall outside the sampling steps would be fixed sampling under DATE's name."""
+    if itrs is None:
+        return
+    flag = "--skip_itrs" if args.skip_itrs else "--skip_intervals"
+    outside = [i for i in itrs if i >= steps]
+    if outside:
+        raise UserInputError(f"{flag} {getattr(args, flag[2:])}: step {outside[0]} is outside the {steps} sampling steps "
+                             f"(0 to {steps - 1})")
+
+
 def _int_list(text: str, flag: str) -> List[int]:
     try:
         values = [int(v) for v in text.split("-")]
@@ -162,7 +177,11 @@ def _update_itrs(args: argparse.Namespace) -> Optional[Tuple[int, ...]]:
     if args.skip_itrs and args.skip_intervals:
         raise UserInputError("give --skip_itrs or --skip_intervals, not both")
     if args.skip_itrs:
-        return tuple(_int_list(args.skip_itrs, "--skip_itrs"))
+        steps = _int_list(args.skip_itrs, "--skip_itrs")
+        repeated = sorted({step for step in steps if steps.count(step) > 1})
+        if repeated:
+            raise UserInputError(f"--skip_itrs lists step {repeated[0]} more than once: {args.skip_itrs!r}")
+        return tuple(steps)
     if args.skip_intervals:
         bounds = _int_list(args.skip_intervals, "--skip_intervals")
         if len(bounds) != 2 or bounds[0] >= bounds[1]:

@@ -1,4 +1,4 @@
-"""Reproduce every toy model from scratch on CPU: `python -m date.toy.train [--out assets/toy] [--quick]`.
+"""Reproduce every toy model from scratch on CPU: `python -m date.toy.train [--out DIR] [--quick]`.
 
 Stages: render the training pairs; the VAE; the text encoder and UNet together on cached latents (10% of captions
 dropped so that classifier-free guidance works); the CLIP scorer h, contrastively with one-edit hard negatives; the
@@ -23,6 +23,7 @@ from date.io import flags
 from date.toy.clip_tokenizer import save_clip_tokenizer
 from date.io.errors import UserInputError, exit_on_user_error
 from date.io.captions import write_captions
+from date.io.loading import ASSETS
 from date.scorers.preprocess import to_clip_input
 from date.toy import models
 from date.toy.data import Pairs, hard_negative, make_pairs, spatial_negative, to_unit, truth_matrix
@@ -339,16 +340,28 @@ def train_all(out: str, budget: Budget, stages: Sequence[str] = STAGES) -> Dict[
     return log
 
 
+BUNDLED = os.path.join(ASSETS, "toy")
+
+
 @exit_on_user_error
 def main(argv: List[str] | None = None) -> None:
     parser = flags.Parser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="assets/toy", help="folder for sd/, clip/, fid_net/, taesd/ (default: assets/toy)")
-    parser.add_argument("--quick", action="store_true", help="a few steps of every stage: a smoke test, not usable weights")
+    parser.add_argument("--out", default=None, help="folder for sd/, clip/, fid_net/, taesd/ (default: the bundled "
+                        "assets/toy; with --quick a new temporary folder)")
+    parser.add_argument("--quick", action="store_true", help="a few steps of every stage: a smoke test, not usable "
+                        "weights, never written over the bundled models")
     parser.add_argument("--threads", type=flags.positive_int, default=2, help="CPU threads (default: 2)")
     parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)} (default: all)")
     args = parser.parse_args(argv)
     if args.threads < 1:
         raise UserInputError("--threads must be at least 1")
+    if args.quick and args.out is None:
+        args.out = tempfile.mkdtemp(prefix="date-toy-quick-")
+    elif args.out is None:
+        args.out = BUNDLED
+    if args.quick and os.path.realpath(args.out) == os.path.realpath(BUNDLED):
+        raise UserInputError(f"--quick weights are a smoke test; they never replace the bundled models in {BUNDLED} "
+                             "(leave out --out for a temporary folder)")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UserInputError(f"--out is a file: {args.out}")
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]

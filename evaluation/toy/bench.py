@@ -31,7 +31,7 @@ import date
 from date.io import flags
 from date.io.errors import UserInputError, exit_on_user_error
 from date.io.loading import loading, model_path
-from date.run.loading import ASSETS as ALL_ASSETS
+from date.io.loading import ASSETS as ALL_ASSETS
 from date.io.atomic import atomic_write, write_text
 from date.io.outputs import check_resumable, image_path, pending, save_image, write_config
 from date.io.captions import read_captions, write_captions

@@ -62,6 +62,27 @@ def test_training_refuses_a_file_as_output(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("error: ")
 
 
+def test_a_quick_run_never_writes_over_the_bundled_models(tmp_path, capsys, monkeypatch):
+    """The smoke test goes to a new temporary folder by default, and is refused in the bundled assets/toy."""
+    from date.toy import train
+
+    bundled = os.path.join(train.BUNDLED, "sd", "unet", "config.json")
+    before = os.stat(bundled).st_mtime_ns
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(["--quick", "--out", os.path.join(train.BUNDLED, ".")])
+    assert exit_info.value.code == 2 and "never replace the bundled models" in capsys.readouterr().err
+    written = []
+    monkeypatch.setattr(train.tempfile, "tempdir", str(tmp_path))  # the temporary folder goes under tmp_path
+    monkeypatch.setattr(train, "train_all", lambda out, budget, stages: written.append((out, budget)) or
+                        {"last_run_seconds": 0.0, "weight_bytes": 0})
+    train_main(["--quick"])
+    train_main([])
+    assert os.path.dirname(written[0][0]) == str(tmp_path) and written[0][1] is train.QUICK
+    assert os.path.basename(written[0][0]).startswith("date-toy-quick-")
+    assert written[1][0] == train.BUNDLED and written[1][1] is not train.QUICK
+    assert os.stat(bundled).st_mtime_ns == before
+
+
 def test_new_clip_starts_with_position_embeddings_as_large_as_patch_embeddings():
     """The tiny ViT only learns where things are if positions are not drowned by content at the start."""
     from date.toy.models import CLIP_PATCH, grid_position_embedding, new_clip

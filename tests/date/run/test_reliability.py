@@ -86,13 +86,30 @@ def test_non_finite_flags_write_nothing(tmp_path, capsys, flag, value):
 @pytest.mark.parametrize("extra, message", [(["--max_cnt", "0"], "nothing to generate"),
                                             (["--num_skip", "4"], "nothing to generate"),
                                             (["--device", "tpu"], "--device"),
-                                            (["--steps", "0"], "positive integer")])
+                                            (["--steps", "0"], "positive integer"),
+                                            (["--steps", "5", "--skip_itrs", "60-70"], "step 60 is outside the 5"),
+                                            (["--steps", "5", "--skip_itrs", "60-70", "--dry_run"], "step 60 is outside"),
+                                            (["--steps", "50", "--skip_intervals", "40-80"], "step 50 is outside the 50"),
+                                            (["--skip_itrs", "10-10-10"], "lists step 10 more than once")])
 def test_nothing_to_do_is_said_and_nothing_written(tmp_path, capsys, extra, message):
     captions = tmp_path / "captions.csv"
     write_captions(str(captions), CAPTIONS)
     with pytest.raises(SystemExit) as exit_info:
         generate_date_clip.main(toy_argv(captions, tmp_path / "out", *extra))
     assert_one_line_error(capsys, exit_info, message)
+    assert not (tmp_path / "out").exists()
+
+
+def test_update_steps_beyond_the_model_default_steps_are_refused_before_any_image(tmp_path, capsys):
+    """Without --steps the count is the pipeline's (50 for the toy SD model): known once it is loaded, still before
+    anything is written."""
+    captions = tmp_path / "captions.csv"
+    write_captions(str(captions), CAPTIONS)
+    argv = toy_argv(captions, tmp_path / "out", "--skip_itrs", "60")
+    argv[argv.index("--steps"):argv.index("--steps") + 2] = []
+    with pytest.raises(SystemExit) as exit_info:
+        generate_date_clip.main(argv)
+    assert_one_line_error(capsys, exit_info, "--skip_itrs 60: step 60 is outside the 50 sampling steps (0 to 49)")
     assert not (tmp_path / "out").exists()
 
 
