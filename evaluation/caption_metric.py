@@ -10,6 +10,7 @@ from PIL import Image
 
 from date.io import flags
 from date.io.devices import pick_device
+from date.run.loading import quiet_loading
 from evaluation import cli
 from evaluation.image_folder import captioned_images, image_batches
 from evaluation.score_files import folder_fingerprint, load_scores, save_scores
@@ -63,8 +64,8 @@ def add_caption_metric_args(parser: argparse.ArgumentParser, default_bs: int) ->
     """The official scripts' flags: `--img_path --text_path --num_eval --bs`, plus `--device --num_workers`."""
     parser.add_argument("--img_path", required=True, help="folder of generated images <index>.png")
     parser.add_argument("--text_path", default=None,
-                        help="caption CSV (column `caption`, row = image index); default: <img_path>/subset.csv if "
-                             "present, else ./subset.csv")
+                        help="caption CSV (column `caption`, row = image index); default: <img_path>/subset.csv, the "
+                             "generator's record; when given, it must agree with that record")
     parser.add_argument("--num_eval", type=flags.positive_int, default=5000, help="score images 0 .. num_eval-1")
     cli.add_loader_args(parser, default_bs)
 
@@ -74,6 +75,7 @@ def run_caption_metric(args: argparse.Namespace, model_id: str, build_scorer: Ca
     """A metric script's whole job: check the inputs, load the model, score, save, print `Average <label>: <x>`."""
     paths, captions = captioned_images(args.img_path, args.num_eval, args.text_path)
     device = pick_device(args.device)
+    quiet_loading()
     scores = score_captioned_folder(args.img_path, paths, captions, model_id, lambda: build_scorer(device),
                                     score_file, args.bs, cli.num_workers(args), desc=label)
     print(f"Evaluated {len(scores)} images; per-image scores saved to {os.path.join(args.img_path, score_file)}")

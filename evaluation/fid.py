@@ -1,7 +1,7 @@
 """Zero-shot FID of generated images against reference statistics (the paper's `coco.npz`) or a reference folder.
 
     python evaluation/fid.py <generated_dir> <coco.npz | reference_dir> [--num_eval 5000]
-    python evaluation/fid.py --save-stats <reference_dir> <out.npz>
+    python evaluation/fid.py --save_stats <reference_dir> <out.npz>
 
 Features are pytorch-fid's (TF-FID InceptionV3, pool3, images fed as RGB in [0, 1] at their own size), as in the
 paper. The generated folder contributes `0.png .. <num_eval-1>.png`; a reference folder contributes all its images.
@@ -72,6 +72,10 @@ def load_statistics(path: str) -> Statistics:
     """`mu` and `sigma` from a reference .npz (pytorch-fid format, e.g. the paper's coco.npz)."""
     if not os.path.isfile(path):
         raise UserInputError(f"reference statistics not found: {path}")
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":  # an .npz is a zip archive
+            raise UserInputError(f"{path} is not an .npz file; expected pytorch-fid statistics (mu and sigma) or a "
+                                 "folder of reference images")
     try:
         with np.load(path) as stats:
             arrays = {key: stats[key] for key in stats.files if key in ("mu", "sigma")}
@@ -108,8 +112,8 @@ class Reference:
 def _parse_args(argv: Sequence[str] | None):
     parser = flags.Parser(description="Zero-shot FID with pytorch-fid's InceptionV3 (as in the DATE paper).")
     parser.add_argument("paths", nargs=2, metavar="PATH",
-                        help="<generated_dir> <reference.npz | reference_dir>, or with --save-stats <dir> <out.npz>")
-    parser.add_argument("--save-stats", action="store_true",
+                        help="<generated_dir> <reference.npz | reference_dir>, or with --save_stats <dir> <out.npz>")
+    parser.add_argument("--save_stats", "--save-stats", action="store_true",
                         help="write mu/sigma of all images of the first folder to the second path (.npz)")
     parser.add_argument("--num_eval", type=flags.positive_int, default=5000,
                         help="evaluate generated images 0.png .. <num_eval-1>.png")
@@ -122,7 +126,7 @@ def _parse_args(argv: Sequence[str] | None):
 
 def _save_stats(image_dir: str, out_path: str, features: InceptionFeatures) -> None:
     if not out_path.endswith(".npz"):
-        raise UserInputError(f"--save-stats output must end with .npz: {out_path}")
+        raise UserInputError(f"--save_stats output must end with .npz: {out_path}")
     if os.path.exists(out_path):
         raise UserInputError(f"{out_path} already exists; remove it or choose another name")
     paths = all_image_paths(image_dir)

@@ -6,6 +6,7 @@ same caption file are compared image by image.
 """
 import os
 import re
+import sys
 from typing import Any, Callable, Iterator, List, Sequence, Tuple
 
 import torch
@@ -14,8 +15,8 @@ from tqdm import tqdm
 
 from date.io.errors import UserInputError
 from date.io.captions import read_captions
+from date.io.outputs import CAPTION_FILE
 
-CAPTION_FILE = "subset.csv"
 IMAGE_EXTENSIONS = (".bmp", ".jpg", ".jpeg", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp")
 _INDEXED_IMAGE = re.compile(r"(\d+)\.png")
 
@@ -52,23 +53,33 @@ def all_image_paths(img_dir: str) -> List[str]:
     return [os.path.join(img_dir, n) for n in names]
 
 
-def resolve_caption_path(img_dir: str, text_path: str | None) -> str:
-    """`text_path` when given; else the `subset.csv` the generator saved beside its images; else `./subset.csv`."""
-    if text_path is not None:
-        return text_path
-    beside_images = os.path.join(img_dir, CAPTION_FILE)
-    if os.path.isfile(beside_images):
-        return beside_images
-    if os.path.isfile(CAPTION_FILE):
-        return CAPTION_FILE
-    raise UserInputError(f"no --text_path given and neither {beside_images} nor ./{CAPTION_FILE} exists")
+def folder_captions(img_dir: str, text_path: str | None) -> Tuple[str, List[str]]:
+    """(caption file, its captions) for a folder: the `subset.csv` the generator saved beside its images, or
+    `text_path`, which must then agree with that record. Never a file found elsewhere by chance: a folder without a
+    record needs `--text_path`. Says which file it uses."""
+    record = os.path.join(img_dir, CAPTION_FILE)
+    has_record = os.path.isfile(record)
+    if text_path is None and not has_record:
+        raise UserInputError(f"{img_dir} has no {CAPTION_FILE} (the captions its images were made from); give "
+                             "--text_path")
+    path = record if text_path is None else text_path
+    captions = read_captions(path)
+    if text_path is not None and has_record and os.path.abspath(text_path) != os.path.abspath(record):
+        recorded = read_captions(record)
+        common = min(len(recorded), len(captions))
+        mismatch = next((i for i in range(common) if recorded[i] != captions[i]), None)
+        if mismatch is not None:
+            raise UserInputError(f"--text_path {text_path} disagrees with {record}, the captions {img_dir}'s images "
+                                 f"were made from (first at index {mismatch}: {captions[mismatch]!r} vs "
+                                 f"{recorded[mismatch]!r}); leave out --text_path")
+    print(f"captions of {img_dir}: {path}", file=sys.stderr)
+    return path, captions
 
 
 def captioned_images(img_dir: str, num_eval: int, text_path: str | None = None) -> Tuple[List[str], List[str]]:
     """(image paths, captions) for indices 0..num_eval-1, checking that the caption file matches the folder."""
     paths = generated_image_paths(img_dir, num_eval)
-    caption_path = resolve_caption_path(img_dir, text_path)
-    captions = read_captions(caption_path)
+    caption_path, captions = folder_captions(img_dir, text_path)
     if len(captions) < num_eval:
         raise UserInputError(f"{caption_path} has {len(captions)} captions but --num_eval is {num_eval}")
     beyond = max(_indices_present(img_dir)) + 1

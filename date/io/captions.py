@@ -14,6 +14,8 @@ csv.field_size_limit(1 << 24)
 def read_captions(path: str, max_count: int | None = None) -> List[str]:
     """Read the `caption` column of a CSV file (the paper's `subset.csv` format), in file order. UTF-8 with or without
     a byte-order mark, or UTF-16 with one (what spreadsheet programs write); anything else is one clear error."""
+    if os.path.isdir(path):
+        raise UserInputError(f"{path} is a folder; expected a caption file (CSV with a 'caption' column)")
     if not os.path.isfile(path):
         raise UserInputError(f"caption file not found: {path}")
     try:

@@ -1,13 +1,15 @@
 """Output folders: their names, their config record, and images written so that a killed run never leaves a bad file."""
 import json
 import os
-from typing import Dict, Iterable, List
+from typing import Dict, Iterable, List, Sequence
 
 from PIL import Image
 
 from date.io.atomic import atomic_write
 from date.io.errors import UserInputError
-from date.io.captions import read_captions
+from date.io.captions import read_captions, write_captions
+
+CAPTION_FILE = "subset.csv"  # a folder's record of its captions, row k = image k
 
 
 def folder_name(prefix: str, scheduler: str, steps: int, w: float, seed: int, name: str | None,
@@ -36,24 +38,65 @@ def pending(folder: str, indices: Iterable[int]) -> list[int]:
     return [i for i in indices if not os.path.exists(image_path(folder, i))]
 
 
-def check_resumable(folder: str, config: Dict, captions: List[str]) -> None:
-    """Refuse to mix images made with different settings or captions in one folder."""
+def check_writable(folder: str) -> None:
+    """Refuse an output folder that cannot be created or written, before any model loads: a file in the way, or a
+    read-only parent."""
+    path = folder
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UserInputError(f"cannot write to {folder}: {path} is a file, not a folder")
+    if not os.access(path or ".", os.W_OK | os.X_OK):
+        raise UserInputError(f"cannot write to {folder}: {path} is not writable")
+
+
+def read_config(folder: str) -> Dict | None:
+    """A folder's config.json (None when there is none): the record its images are resumed against."""
     path = os.path.join(folder, "config.json")
     if not os.path.exists(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserInputError(f"cannot read {path} ({e}): it records how the images there were made; restore it or "
+                             "use another output folder") from None
+    if not isinstance(config, dict):
+        raise UserInputError(f"{path} is not a config record; restore it or use another output folder")
+    return config
+
+
+def check_resumable(folder: str, config: Dict, captions: List[str], unknown: Sequence[str] = ()) -> None:
+    """Refuse to mix images made with different settings or captions in one folder (`unknown`: settings not known
+    yet, e.g. in a dry run, left out of the comparison)."""
+    previous_config = read_config(folder)
+    if previous_config is None:
         return
-    with open(path, encoding="utf-8") as f:
-        previous = json.load(f).get("settings", {})
+    previous = previous_config.get("settings", {})
     if "seeding" not in previous:
         raise UserInputError(f"{folder} holds images seeded by an earlier rule that gave every --generate_seed the same "
                              "noise; use another output folder")
-    changed = [k for k in previous if previous[k] != config["settings"].get(k)]
+    changed = [k for k in previous if k not in unknown and previous[k] != config["settings"].get(k)]
     if changed:
         diffs = ", ".join(f"{k}: {previous[k]!r} -> {config['settings'].get(k)!r}" for k in changed)
         raise UserInputError(f"{folder} holds images made with other settings ({diffs}); use another output folder")
-    old_captions = read_captions(os.path.join(folder, "subset.csv"))
+    caption_file = os.path.join(folder, CAPTION_FILE)
+    old_captions = read_captions(caption_file) if os.path.exists(caption_file) else []
     common = min(len(old_captions), len(captions))
     if old_captions[:common] != captions[:common]:
         raise UserInputError(f"{folder} holds images of other captions; use another output folder")
+
+
+def record_captions(folder: str, captions: Sequence[str]) -> None:
+    """The folder's `subset.csv`: caption k of image k. It only grows: a resume with fewer captions (a smaller
+    --max_cnt) keeps the longer record its images were made from."""
+    path = os.path.join(folder, CAPTION_FILE)
+    if os.path.exists(path) and len(read_captions(path)) >= len(captions):
+        return
+    write_captions(path, captions)
 
 
 def write_config(folder: str, config: Dict) -> None:

@@ -82,14 +82,19 @@ class Guidance:
         return output.detach() + (eps_hat - eps.detach()) / a.sqrt() if v_prediction else eps_hat
 
 
-def check(pipe, guidance_scale: float) -> None:
-    """What this implementation needs: SD 1.x/2.x, DDIM, ε- (as the official code) or v-prediction, guided (w > 1)."""
-    scheduler = pipe.scheduler
-    if (family_of(pipe).name != "sd" or not isinstance(scheduler, DDIMScheduler)
-            or scheduler.config.prediction_type not in ("epsilon", "v_prediction")):
+def check_settings(family: str, ddim: bool, guidance_scale: float) -> None:
+    """What this implementation needs: SD 1.x/2.x, DDIM, guided (w > 1). A run plan checks it before loading."""
+    if family != "sd" or not ddim:
         raise ValueError("Universal Guidance is implemented for SD 1.x/2.x with DDIM and ε- or v-prediction")
     if guidance_scale <= 1:
         raise ValueError("Universal Guidance here follows the official recipes: classifier-free guidance (w > 1)")
+
+
+def check(pipe, guidance_scale: float) -> None:
+    """`check_settings` on a loaded pipeline, and its prediction type: ε (as the official code) or v."""
+    check_settings(family_of(pipe).name, isinstance(pipe.scheduler, DDIMScheduler), guidance_scale)
+    if pipe.scheduler.config.prediction_type not in ("epsilon", "v_prediction"):
+        raise ValueError("Universal Guidance is implemented for SD 1.x/2.x with DDIM and ε- or v-prediction")
 
 
 def generate(pipe, prompts: Sequence[str], scorer: Scorer, guidance_weight: float = DEFAULT_WEIGHT,

@@ -1,7 +1,7 @@
 """The models a run names: `--ver_sd` shortcuts, the bundled toy models, and loading a pipeline or tiny decoder."""
 import os
 import sys
-from typing import Optional
+from typing import Mapping, NamedTuple, Optional
 
 import torch
 
@@ -31,14 +31,28 @@ def resolve_model(name: Optional[str], default: Optional[str], toy_key: str) -> 
     return TOY_MODELS[toy_key] if name == "toy" else (name or default)
 
 
-def pipeline_class(name: str) -> str:
-    """The pipeline class a model folder or hub repo declares in its model_index.json, checked against the families."""
-    from diffusers import DiffusionPipeline
+class ModelInfo(NamedTuple):
+    """What a model's config files tell before any weight loads: enough for the defaults and the output folder."""
 
+    class_name: str  # the pipeline class its model_index.json names
+    pipeline: type  # that class
+    scheduler: str  # its scheduler's class name
+    denoiser_config: Mapping  # the UNet's or transformer's config.json
+
+
+def describe_model(name: str) -> ModelInfo:
+    """Read a model folder's or hub repo's config files (no weights), checking the pipeline class against the
+    families."""
+    import diffusers
+
+    path = model_path(name)
     with loading("pipeline", name):
-        class_name = DiffusionPipeline.load_config(model_path(name))["_class_name"]
-    family_of(class_name)
-    return class_name
+        index = diffusers.DiffusionPipeline.load_config(path)
+        class_name = index["_class_name"]
+        family_of(class_name)
+        denoiser = "unet" if "unet" in index else "transformer"
+        denoiser_config = getattr(diffusers, index[denoiser][1]).load_config(path, subfolder=denoiser)
+    return ModelInfo(class_name, getattr(diffusers, class_name), index["scheduler"][1], denoiser_config)
 
 
 def load_pipeline(name: str, class_name: str, scheduler: Optional[str], dtype: torch.dtype, device: torch.device):

@@ -12,7 +12,7 @@ import torch
 from tqdm import tqdm
 
 from date.io import outputs
-from date.io.captions import write_captions
+from date.io.claims import Claims
 from date.io.errors import StoppedRun
 from date.io.seeding import image_generator
 from date.io.sheets import trajectory_strip
@@ -31,7 +31,7 @@ def run(args, method: Method) -> Optional[str]:
         print(plan.summary())
         return None
 
-    # 2. Models, then what only they tell (defaults, sampler, folder).
+    # 2. Models, then what only they tell (the default image size).
     quiet_loading()
     device = distributed.init(args.device)
     dtype = DTYPES[plan.dtype]
@@ -41,27 +41,36 @@ def run(args, method: Method) -> Optional[str]:
     decoder = load_x0_decoder(plan.x0_decoder, dtype, device) if plan.x0_decoder else None
     around = contextlib.nullcontext() if args.baseline or method.around is None else method.around(pipe, plan.w)
 
-    # 3. The folder: refuse one made with other settings, else record this run.
+    # 3. The folder: refuse one made with other settings, else record this run (its caption record only grows).
     record = plan.record(device, distributed.world_size())
     outputs.check_resumable(plan.folder, record, list(plan.captions))
     if distributed.rank() == 0:
         _warn_long_captions(pipe.tokenizer, plan.captions)
         os.makedirs(plan.folder, exist_ok=True)
         outputs.write_config(plan.folder, record)
-        write_captions(os.path.join(plan.folder, "subset.csv"), plan.captions)
-        print(f"saving images to {plan.folder}", file=sys.stderr)
+        outputs.record_captions(plan.folder, plan.captions)
+        print(f"saving images to {plan.folder} ({plan.caption_source()})", file=sys.stderr)
     distributed.barrier()
 
-    # 4. The images this process owns and has not written yet, a batch at a time.
+    # 4. The images this process owns and has not written yet, a batch at a time, each claimed first so that other
+    #    runs on the same folder take the others (`date.io.claims`).
     mine = list(range(args.num_skip, len(plan.captions)))[distributed.rank()::distributed.world_size()]
-    todo = outputs.pending(plan.folder, mine)
+    queue = outputs.pending(plan.folder, mine)
     try:
-        with around, tqdm(total=len(todo), unit="img", disable=distributed.rank() != 0, desc=plan.prefix) as bar:
-            for start in range(0, len(todo), args.bs):
-                batch = todo[start : start + args.bs]
+        with around, Claims(plan.folder) as claims, tqdm(total=len(queue), unit="img", desc=plan.prefix,
+                                                         disable=distributed.rank() != 0) as bar:
+            while queue:
+                batch, queue = claims.take(queue, args.bs)
+                if not batch:
+                    break
                 output = _generate_batch(plan, pipe, scorer, decoder, batch)
-                _save_batch(plan.folder, batch, output, args.save_trajectory)
+                _save_batch(plan, batch, output)
+                claims.release(batch)
                 bar.update(len(batch))
+        if claims.elsewhere:
+            print(f"{len(claims.elsewhere)} images (first: {min(claims.elsewhere)}.png) are being made by another run "
+                  f"in {plan.folder}; run the same command again once it ends to check the folder is complete",
+                  file=sys.stderr)
     except KeyboardInterrupt:
         done = len(mine) - len(outputs.pending(plan.folder, mine))
         raise StoppedRun(f"interrupted: {done} of {len(mine)} images are in {plan.folder}; run the same command again "
@@ -91,16 +100,17 @@ def _generate_batch(plan: RunPlan, pipe, scorer, decoder, batch: List[int]):
                     update_pooled=flags.update_pooled, trajectory=flags.save_trajectory, **common)
 
 
-def _save_batch(folder: str, batch: List[int], output, trajectory: bool) -> None:
+def _save_batch(plan: RunPlan, batch: List[int], output) -> None:
     """Each image (and its trajectory strip) written atomically: an interrupted run leaves whole files only."""
     for k, index in enumerate(batch):
-        if trajectory:
-            outputs.save_image(trajectory_strip(output.trajectory, k), os.path.join(folder, f"{index}_trajectory.png"))
-        outputs.save_image(output.images[k], outputs.image_path(folder, index))
+        if plan.flags.save_trajectory:
+            outputs.save_image(trajectory_strip(output.trajectory, k),
+                               os.path.join(plan.folder, f"{index}_trajectory.png"))
+        outputs.save_image(output.images[k], outputs.image_path(plan.folder, index))
 
 
 def _warn_long_captions(tokenizer, captions) -> None:
     for index, caption in enumerate(captions):
-        if len(tokenizer(caption).input_ids) > tokenizer.model_max_length:
+        if len(tokenizer(caption, verbose=False).input_ids) > tokenizer.model_max_length:  # ours only, not transformers'
             print(f"warning: caption {index} is longer than {tokenizer.model_max_length} tokens and is truncated",
                   file=sys.stderr)

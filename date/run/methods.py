@@ -3,7 +3,6 @@
 Every script reaches its scorer by one route, `h_method`: the paper scripts name their h and its model by their own
 flags (`--clip_model`, `--ir_model`), `generate_date.py` by `--h` and `--h_model`.
 """
-import contextlib
 import functools
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Mapping, Optional, Tuple
@@ -27,6 +26,7 @@ class Method:
     sources: Tuple[str, ...] = ()  # model paths checked before anything loads
     settings: Optional[Mapping] = None  # a baseline's name and settings, recorded in config.json
     around: Optional[Callable] = None  # (pipe, guidance scale) -> context manager the sampling runs in
+    check: Optional[Callable] = None  # (family, sampler name, guidance scale) -> None; raises what it cannot run
     sample: Optional[Callable] = None  # a baseline's sampling function in place of DATE's (pipe, prompts, scorer, ...)
     name: str = field(default="date")  # what the dry run calls it
 
@@ -76,12 +76,14 @@ def ebca_method(args) -> Method:
     if args.h is not None or args.h_model:
         raise UserInputError("--method ebca uses no evaluation function: leave out --h and --h_model")
 
+    def check(family, scheduler: str, guidance_scale: float) -> None:
+        if family.name not in ("sd", "sdxl"):
+            raise UserInputError(f"--method ebca needs a UNet pipeline (SD 1.x/2.x, SDXL), not {family.pipelines[0]}")
+
     def around(pipe, guidance_scale: float):
-        if not hasattr(pipe, "unet"):
-            raise UserInputError(f"--method ebca needs a UNet pipeline (SD 1.x/2.x, SDXL), not {type(pipe).__name__}")
         return energy_cross_attention(pipe.unet, args.gamma_attn, args.gamma_norm)
 
-    return Method(prefix="EBCA", name="ebca", around=around,
+    return Method(prefix="EBCA", name="ebca", around=around, check=check,
                   settings={"name": "ebca", "gamma_attn": args.gamma_attn, "gamma_norm": args.gamma_norm})
 
 
@@ -96,13 +98,12 @@ def ug_method(args, method: Method) -> Method:
     sample = functools.partial(universal_guidance.generate, guidance_weight=args.optim_forward_guidance_wt,
                                recurrence=args.optim_num_steps, backward_steps=backward, backward_lr=args.optim_lr)
 
-    def around(pipe, guidance_scale: float):
+    def check(family, scheduler: str, guidance_scale: float) -> None:
         try:
-            universal_guidance.check(pipe, guidance_scale)
+            universal_guidance.check_settings(family.name, scheduler == "DDIM", guidance_scale)
         except ValueError as e:
             raise UserInputError(f"--method ug: {e}") from None
-        return contextlib.nullcontext()
 
     return Method(prefix="UG_" + method.prefix.removeprefix("DATE_"), name="ug", scorer_model=method.scorer_model,
                   scorer_half=method.scorer_half, load_scorer=method.load_scorer, sources=method.sources,
-                  settings=settings, around=around, sample=sample)
+                  settings=settings, check=check, sample=sample)

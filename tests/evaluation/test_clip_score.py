@@ -47,16 +47,37 @@ def test_scores_pair_each_image_with_its_caption(tmp_path, capsys):
 
 
 def test_local_model_directory_and_explicit_caption_file(tmp_path, capsys):
-    """`--model DIR` (config + weights, nothing registered) gives the same scores; `--text_path` overrides the
-    folder's own subset.csv."""
+    """`--model DIR` (config + weights, nothing registered) gives the same scores; `--text_path` captions a folder
+    that has no subset.csv of its own (official DATE folders), and the run says which file it used."""
     folder = str(tmp_path / "gen")
     paths = make_folder(folder, 3, seed=1)
+    os.remove(os.path.join(folder, "subset.csv"))
     captions_path = tmp_path / "other.csv"
     captions_path.write_text("caption\nzebra\ngiraffe\nelephant\n")
     returned = clip_score.main(["--img_path", folder, "--num_eval", "3", "--text_path", str(captions_path),
                                 "--model", tiny_clip_dir(str(tmp_path)), "--num_workers", "0"])
     expected = _expected_scores(tiny_clip_checkpoint(), paths, ["zebra", "giraffe", "elephant"])
     np.testing.assert_allclose(returned, expected, atol=1e-5)
+    assert f"captions of {folder}: {captions_path}" in capsys.readouterr().err
+
+
+def test_captions_come_from_the_folders_record_never_from_elsewhere(tmp_path, capsys, monkeypatch):
+    """No ./subset.csv picked up by chance for a folder without a record, and a --text_path that disagrees with the
+    folder's record is refused: images are never scored against another folder's captions."""
+    folder = str(tmp_path / "gen")
+    make_folder(folder, 3, seed=1)
+    other = tmp_path / "other.csv"
+    other.write_text("caption\nzebra\ngiraffe\nelephant\n")
+    args = ["--img_path", folder, "--num_eval", "3", "--model", TINY_CLIP, "--pretrained", tiny_clip_checkpoint()]
+    with pytest.raises(SystemExit) as exit_info:
+        clip_score.main(args + ["--text_path", str(other)])
+    assert_one_line_error(capsys, exit_info, "disagrees with", "first at index 0")
+    os.remove(os.path.join(folder, "subset.csv"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "subset.csv").write_text("caption\nzebra\ngiraffe\nelephant\n")
+    with pytest.raises(SystemExit) as exit_info:
+        clip_score.main(args)
+    assert_one_line_error(capsys, exit_info, "has no subset.csv", "give --text_path")
 
 
 @pytest.mark.parametrize("case, fragments", [

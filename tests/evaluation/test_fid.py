@@ -141,6 +141,7 @@ def _bad_reference(tmp_path) -> str:
     ("unreadable image", ["cannot read image", "2.png"]),
     ("reference without mu/sigma", ["lacks mu and sigma"]),
     ("missing reference", ["reference statistics not found"]),
+    ("text file as reference", ["is not an .npz file"]),
     ("bad flag", ["--num_eval"]),
 ])
 def test_user_mistakes_exit_2_with_one_line(tmp_path, capsys, case, fragments):
@@ -158,6 +159,9 @@ def test_user_mistakes_exit_2_with_one_line(tmp_path, capsys, case, fragments):
         reference = _bad_reference(tmp_path)
     elif case == "missing reference":
         reference = str(tmp_path / "coco.npz")
+    elif case == "text file as reference":
+        reference = str(tmp_path / "captions.txt")
+        (tmp_path / "captions.txt").write_text("a red circle\n")
     elif case == "bad flag":
         num_eval = "0"
     with pytest.raises(SystemExit) as excinfo:

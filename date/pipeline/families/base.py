@@ -8,7 +8,7 @@ conditional embedding from the pipeline's first denoiser call and substitutes it
 import inspect
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, FrozenSet, NamedTuple, Optional, Tuple
+from typing import Callable, FrozenSet, Mapping, NamedTuple, Optional, Tuple
 
 import torch
 
@@ -47,12 +47,18 @@ class Family:
     vae_stats: bool = False  # the pipeline unscales latents by the VAE config's latents_mean / latents_std when set
     vae_upcast: bool = False  # the pipeline decodes an fp16 VAE in fp32 when its config says `force_upcast`
 
+    def sampling_defaults(self, pipeline_class: type, denoiser_config: Mapping) -> Tuple[int, float]:
+        """Steps and guidance scale when none is given: the pipeline's documented defaults, except where the family
+        sets its own (SD 1.x/2.x: guidance 8, the paper's). Read from the class and the denoiser's config, so a plan
+        knows them before any weight loads."""
+        parameters = inspect.signature(pipeline_class.__call__).parameters
+        return (parameters["num_inference_steps"].default,
+                self.default_guidance or parameters["guidance_scale"].default)
+
     def defaults(self, pipe) -> "Defaults":
-        """Steps, guidance scale and image size when none is given: the pipeline's documented defaults, except where
-        the family sets its own (SD 1.x/2.x: guidance 8, the paper's). One place for the CLI and `date.generate`."""
-        parameters = inspect.signature(pipe.__call__).parameters
-        return Defaults(parameters["num_inference_steps"].default,
-                        self.default_guidance or parameters["guidance_scale"].default, self.default_size(pipe))
+        """Steps, guidance scale and image size when none is given. One place for the CLI and `date.generate`."""
+        denoiser = pipe.unet if hasattr(pipe, "unet") else pipe.transformer
+        return Defaults(*self.sampling_defaults(type(pipe), denoiser.config), self.default_size(pipe))
 
     @contextmanager
     def decode_precision(self, decoder):

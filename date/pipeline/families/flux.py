@@ -4,11 +4,11 @@ conditional call per step, the guidance scale enters as an embedding, and DATE's
 FLUX.1-schnell has no guidance embedding and is documented for 4 steps without guidance. With `true_cfg_scale > 1` and a
 negative prompt the pipeline adds a separate negative call per step and combines neg + s·(pos − neg): DATE's x̂0 does
 the same, with the negative inputs encoded exactly as the pipeline encodes them."""
-from typing import Optional
+from typing import Mapping, Optional, Tuple
 
 import torch
 
-from date.pipeline.families.base import Defaults, Family
+from date.pipeline.families.base import Family
 
 
 def _unpack(pipe, latents, height: int, width: int):
@@ -16,11 +16,10 @@ def _unpack(pipe, latents, height: int, width: int):
 
 
 class FluxFamily(Family):
-    def defaults(self, pipe) -> Defaults:
-        defaults = super().defaults(pipe)
-        if not pipe.transformer.config.guidance_embeds:  # schnell: 4 steps, no guidance
-            return defaults._replace(steps=4, guidance_scale=0.0)
-        return defaults
+    def sampling_defaults(self, pipeline_class: type, denoiser_config: Mapping) -> Tuple[int, float]:
+        if not denoiser_config["guidance_embeds"]:  # schnell: 4 steps, no guidance
+            return 4, 0.0
+        return super().sampling_defaults(pipeline_class, denoiser_config)
 
     def negative_inputs(self, pipe, pipeline_kwargs: dict, images_per_prompt: int) -> Optional[dict]:
         get = pipeline_kwargs.get

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 import generate_date_clip
+from date.io.loading import model_identity
 from date.io.seeding import image_generator
 
 from tests.support.paths import REPO as ROOT
@@ -133,7 +134,7 @@ def test_fast_mode_has_its_own_folder_and_other_images(tiny_dirs, captions_csv, 
                                    "--x0_decoder", tiny_dirs["taesd"]))
     fast = os.path.join(tmp_path, "DATE_CLIP_scheduler_DDIM_steps_3_w_8.0_seed_6_x0_taesd_name_t")
 
-    assert json.load(open(os.path.join(fast, "config.json")))["settings"]["update"]["x0_decoder"] == tiny_dirs["taesd"]
+    assert json.load(open(os.path.join(fast, "config.json")))["settings"]["update"]["x0_decoder"] == model_identity(tiny_dirs["taesd"])
     assert not np.array_equal(pixels(os.path.join(fast, "0.png")), pixels(os.path.join(out_dir(tmp_path), "0.png")))
 
 

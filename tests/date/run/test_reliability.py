@@ -117,7 +117,7 @@ def test_dry_run_loads_nothing_and_writes_nothing(tmp_path, capsys):
     captions = tmp_path / "captions.csv"
     write_captions(str(captions), CAPTIONS)
     generate_date_clip.main(toy_argv(captions, tmp_path / "out", "--dry_run", "--num_skip", "1"))
-    assert "would generate 3 images (4 captions" in capsys.readouterr().out
+    assert "would generate 3 images (all 4 captions" in capsys.readouterr().out
     assert not (tmp_path / "out").exists()
 
 
