@@ -1,7 +1,8 @@
-"""Command-line plumbing shared by the evaluation scripts: batch size, device and image-loader workers."""
+"""Command-line plumbing shared by the evaluation scripts: batch size, device, CPU threads and image-loader workers."""
 import argparse
 import os
 
+from date.io.devices import add_threads_flag
 from date.io.flags import positive_int
 
 
@@ -15,9 +16,10 @@ def default_num_workers() -> int:
 
 
 def add_loader_args(parser: argparse.ArgumentParser, default_bs: int) -> None:
-    """`--bs`, `--device`, `--num_workers`: how every evaluation script runs its network over the images."""
+    """`--bs`, `--device`, `--threads`, `--num_workers`: how every evaluation script runs its network over the images."""
     parser.add_argument("--bs", type=positive_int, default=default_bs, help="images per forward pass")
     parser.add_argument("--device", default=None, help="e.g. cuda, cuda:1, cpu (default: cuda when available)")
+    add_threads_flag(parser)
     parser.add_argument("--num_workers", type=int, default=None,
                         help="image decoding processes (default: number of CPUs, at most 8; 0 decodes in-process)")
 

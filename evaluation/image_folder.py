@@ -1,13 +1,13 @@
 """Folders of images: which files to evaluate, their captions, and decoding them in batches.
 
 A generated folder holds `<index>.png`, index = row of the caption file (0-based), as written by the generation
-scripts and the official DATE code; every metric evaluates indices 0..num_eval-1, so two folders generated from the
-same caption file are compared image by image.
+scripts and the official DATE code, or with several images per caption `<index>_<copy>.png`; every metric evaluates
+the images of captions 0..num_eval-1, so two folders generated from the same caption file are compared image by image.
 """
 import os
 import re
 import sys
-from typing import Any, Callable, Iterator, List, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 import torch
 from PIL import Image
@@ -18,7 +18,7 @@ from date.io.captions import read_captions
 from date.io.outputs import CAPTION_FILE
 
 IMAGE_EXTENSIONS = (".bmp", ".jpg", ".jpeg", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp")
-_INDEXED_IMAGE = re.compile(r"(\d+)\.png")
+_INDEXED_IMAGE = re.compile(r"(\d+)(?:_(\d+))?\.png")  # <k>.png, or <k>_<j>.png: copy j of caption k
 
 
 def _require_folder(img_dir: str) -> None:
@@ -26,22 +26,38 @@ def _require_folder(img_dir: str) -> None:
         raise UserInputError(f"image folder not found: {img_dir}")
 
 
-def _indices_present(img_dir: str) -> set:
-    return {int(m.group(1)) for name in os.listdir(img_dir) if (m := _INDEXED_IMAGE.fullmatch(name))}
+def _images_present(img_dir: str) -> Dict[int, Set[Optional[int]]]:
+    """Caption index -> the copies present (None for `<k>.png`)."""
+    present: Dict[int, Set[Optional[int]]] = {}
+    for name in os.listdir(img_dir):
+        if match := _INDEXED_IMAGE.fullmatch(name):
+            present.setdefault(int(match.group(1)), set()).add(None if match.group(2) is None else int(match.group(2)))
+    return present
+
+
+def caption_index(path: str) -> int:
+    """The caption row an image was made from: k of `<k>.png` or `<k>_<j>.png`."""
+    return int(_INDEXED_IMAGE.fullmatch(os.path.basename(path)).group(1))
 
 
 def generated_image_paths(img_dir: str, num_eval: int) -> List[str]:
-    """`<img_dir>/0.png` .. `<img_dir>/<num_eval-1>.png`, after checking that they are all there."""
+    """The images of captions 0..num_eval-1, after checking that they are all there: `<k>.png`, or with several images
+    per caption `<k>_0.png` .. `<k>_<N-1>.png` (N from caption 0; the same for every caption), caption-major."""
     _require_folder(img_dir)
-    present = _indices_present(img_dir)
+    present = _images_present(img_dir)
+    single = any(None in copies for copies in present.values())
+    if single and any(j is not None for copies in present.values() for j in copies):
+        raise UserInputError(f"{img_dir} mixes <k>.png and <k>_<j>.png images; keep one layout per folder")
+    copies = [None] if single else list(range(max(present.get(0, {0})) + 1))
     if len(present) < num_eval:
-        raise UserInputError(f"{img_dir} holds {len(present)} images named <index>.png, "
-                             f"fewer than --num_eval {num_eval}")
-    missing = [i for i in range(num_eval) if i not in present]
+        raise UserInputError(f"{img_dir} holds images of {len(present)} captions (named <index>.png or "
+                             f"<index>_<copy>.png), fewer than --num_eval {num_eval}")
+    names = [f"{k}.png" if j is None else f"{k}_{j}.png" for k in range(num_eval) for j in copies]
+    missing = [name for name in names if not os.path.isfile(os.path.join(img_dir, name))]
     if missing:
-        raise UserInputError(f"{os.path.join(img_dir, f'{missing[0]}.png')} is missing ({len(missing)} of "
-                             f"0..{num_eval - 1} missing)")
-    return [os.path.join(img_dir, f"{i}.png") for i in range(num_eval)]
+        raise UserInputError(f"{os.path.join(img_dir, missing[0])} is missing ({len(missing)} of the {len(names)} "
+                             f"images of captions 0..{num_eval - 1} missing)")
+    return [os.path.join(img_dir, name) for name in names]
 
 
 def all_image_paths(img_dir: str) -> List[str]:
@@ -82,11 +98,11 @@ def captioned_images(img_dir: str, num_eval: int, text_path: str | None = None) 
     caption_path, captions = folder_captions(img_dir, text_path)
     if len(captions) < num_eval:
         raise UserInputError(f"{caption_path} has {len(captions)} captions but --num_eval is {num_eval}")
-    beyond = max(_indices_present(img_dir)) + 1
+    beyond = max(_images_present(img_dir)) + 1
     if beyond > len(captions):
-        raise UserInputError(f"captions/images count mismatch: {img_dir} holds {beyond - 1}.png but {caption_path} "
-                             f"has only {len(captions)} captions (wrong --text_path?)")
-    return paths, captions[:num_eval]
+        raise UserInputError(f"captions/images count mismatch: {img_dir} holds images of caption {beyond - 1} but "
+                             f"{caption_path} has only {len(captions)} captions (wrong --text_path?)")
+    return paths, [captions[caption_index(path)] for path in paths]
 
 
 def load_rgb(path: str) -> Image.Image:

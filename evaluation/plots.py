@@ -77,20 +77,23 @@ def _short(text: str, limit: int = 28) -> str:
 FID_PANEL = "FID ↓"
 
 
-def report_panels(rows: Sequence[dict], metrics: Sequence[Tuple[str, str]]) -> List[Tuple[str, List[Bar]]]:
-    """The report's rows as panels: FID (no interval: a set-level number), then each per-image metric (key,
-    header) with its interval and, for non-baseline rows, the paired Δ against the baseline."""
+def report_panels(rows: Sequence[dict], metrics: Sequence[Tuple[str, str]],
+                  labels: Sequence[str]) -> List[Tuple[str, List[Bar]]]:
+    """The report's rows as panels, a bar per row named by its label (`evaluation/labels.py`): FID (no interval: a
+    set-level number), then each per-image metric (key, header) with its interval and, for non-baseline rows, the
+    paired Δ against the baseline."""
     panels: List[Tuple[str, List[Bar]]] = []
     if any(row.get("fid") is not None for row in rows):
-        panels.append((FID_PANEL, [(row["method"], row["fid"], None, None, None) for row in rows if row.get("fid") is not None]))
+        panels.append((FID_PANEL, [(label, row["fid"], None, None, None) for row, label in zip(rows, labels)
+                                   if row.get("fid") is not None]))
     for key, header in metrics:
         bars = []
-        for row in rows:
+        for row, label in zip(rows, labels):
             if row.get(key) is None:
                 continue
             note = f"Δ {row[f'{key}_diff']:+.3g}\n[{row[f'{key}_diff_low']:+.2g}, {row[f'{key}_diff_high']:+.2g}]" \
                 if row.get(f"{key}_diff") is not None else None
-            bars.append((row["method"], row[key], row[f"{key}_low"], row[f"{key}_high"], note))
+            bars.append((label, row[key], row[f"{key}_low"], row[f"{key}_high"], note))
         if bars:
             panels.append((header, bars))
     return panels

@@ -9,7 +9,11 @@ Per-image scores (`clip_scores.npz`, `image_reward_scores.npz`) and Inception fe
 in each folder and reused while the images, captions and models are unchanged, so a second run only re-prints.
 The table is printed as Markdown and written to --out (.md) with .csv and .json beside it, and drawn in .png (one
 panel per metric, bars with intervals, paired Δ); `--grid K` adds a contact sheet .grid.png (captions × folders).
+Bars and contact-sheet columns are labelled by what differs between the folders (`evaluation/labels.py`), or
+`--labels`. `--metrics toy` adds the toy world's exact accuracy (`date.toy.check`, 0/1 per image).
 """
+import argparse
+
 import os
 import sys
 from typing import List, Sequence
@@ -23,12 +27,15 @@ from evaluation import cli, clip_score
 from evaluation.fid import Reference
 from evaluation.image_folder import load_rgb
 from evaluation.inception import RANDOM_WEIGHTS, InceptionFeatures
+from evaluation.labels import folder_labels
 from evaluation.plots import FID_PANEL, bar_panels, report_panels, save_figure
 from evaluation.scoring import Scorers, check_same_prompts, folder_fid, open_folders
 from evaluation.stats import DEFAULT_RESAMPLES
-from evaluation.table import CLIP, H_METRICS, IMAGE_REWARD, Folder, markdown, table_rows, write_outputs
+from evaluation.table import (CLIP, H_METRICS, IMAGE_REWARD, PER_IMAGE_METRICS, TOY_EXACT, Folder, markdown,
+                              table_rows, write_outputs)
+from evaluation.toy.measures import require_toy_captions
 
-METRICS = ("fid", "clip", "ir", "pick", "aesthetic", "hps")
+METRICS = ("fid", "clip", "ir", "pick", "aesthetic", "hps", "toy")
 DEFAULT_METRICS = ("fid", "clip", "ir")  # the paper's Table 1
 
 
@@ -40,9 +47,10 @@ def _parse_args(argv: Sequence[str] | None):
     parser.add_argument("--baseline", help="folder to compare every other folder with, prompt by prompt")
     parser.add_argument("--num_eval", type=flags.positive_int, default=5000, help="evaluate images 0 .. num_eval-1")
     parser.add_argument("--text_path", default=None,
-                        help="caption CSV for every folder (default: each folder's own subset.csv, else ./subset.csv)")
+                        help="caption CSV for every folder (default: each folder's own subset.csv; when given, it must agree with them)")
     parser.add_argument("--metrics", nargs="+", choices=METRICS, default=list(DEFAULT_METRICS),
-                        help="metrics to compute (default: fid clip ir, the paper's; also pick aesthetic hps)")
+                        help="metrics to compute (default: fid clip ir, the paper's; also pick aesthetic hps, and toy: "
+                             "the toy world's exact accuracy)")
     parser.add_argument("--h_model", action="append", default=[], metavar="NAME=PATH_OR_ID",
                         help="model of pick/aesthetic/hps, as in generate_date.py (pickscore, pickscore_processor, "
                              "aesthetic, aesthetic_clip, hps)")
@@ -63,6 +71,9 @@ def _parse_args(argv: Sequence[str] | None):
                         help="also write <out>.grid.png: captions 0..K-1 as rows, one column per folder")
     parser.add_argument("--grid_indices", type=flags.index_list, default=None, metavar="I,J,...",
                         help="the contact sheet's caption indices instead of the first K, e.g. 3,17,42")
+    parser.add_argument("--labels", type=_labels, default=None, metavar="A,B,...",
+                        help="names of the folders on plot bars and contact-sheet columns, in the table's order (the "
+                             "--baseline folder first; default: what differs between the folder names)")
     cli.add_loader_args(parser, default_bs=16)
     args = parser.parse_args(argv)
     if "fid" in args.metrics and args.reference is None:
@@ -77,6 +88,23 @@ def _parse_args(argv: Sequence[str] | None):
     return args
 
 
+def _labels(text: str) -> List[str]:
+    labels = [label.strip() for label in text.split(",")]
+    if not all(labels) or len(set(labels)) != len(labels):
+        raise argparse.ArgumentTypeError(f"must be distinct non-empty names joined by ',', got {text!r}")
+    return labels
+
+
+def labels_for(folders: Sequence[Folder], labels: Sequence[str] | None) -> List[str]:
+    """`--labels`, one per folder, or labels made from what differs between the folder names."""
+    if labels is None:
+        return folder_labels([folder.path for folder in folders])
+    if len(labels) != len(folders):
+        raise UserInputError(f"--labels gives {len(labels)} names for {len(folders)} folders (one per folder, the "
+                             "--baseline folder first)")
+    return list(labels)
+
+
 def grid_indices(args, num_eval: int) -> List[int]:
     """The contact sheet's rows: `--grid_indices`, or the first `--grid` K; every one an evaluated image."""
     indices = args.grid_indices if args.grid_indices is not None else list(range(args.grid or 0))
@@ -86,11 +114,11 @@ def grid_indices(args, num_eval: int) -> List[int]:
     return indices
 
 
-def write_grid(folders: Sequence[Folder], indices: Sequence[int], path: str) -> None:
-    """Rows: captions `indices`; columns: the folders (same captions, checked), names on top."""
+def write_grid(folders: Sequence[Folder], labels: Sequence[str], indices: Sequence[int], path: str) -> None:
+    """Rows: captions `indices`; columns: the folders (same captions, checked), their labels on top."""
     rows = [[load_rgb(folder.paths[i]) for folder in folders] for i in indices]
     captions = [f"{i}: {folders[0].captions[i]}" for i in indices]
-    sheet = contact_sheet(rows, captions, [folder.name for folder in folders], cell=192)
+    sheet = contact_sheet(rows, captions, labels, cell=192)
     save_image(sheet, path)
 
 
@@ -113,6 +141,10 @@ def main(argv: Sequence[str] | None = None) -> List[dict]:
     baseline = folders[0] if args.baseline is not None else None
     if baseline is not None or grid:
         check_same_prompts(folders, baseline or folders[0])
+    labels = labels_for(folders, args.labels)
+    if "toy" in args.metrics:
+        for folder in folders:
+            require_toy_captions(folder.captions, folder.path)
     if "clip" in args.metrics:
         clip_score.open_clip_source(args.clip_model, args.clip_pretrained)
     reference = Reference(args.reference) if "fid" in args.metrics else None
@@ -126,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> List[dict]:
             folder.scores[IMAGE_REWARD.key] = scorers.image_reward(folder)
         for metric in (m for m in args.metrics if m in H_METRICS):
             folder.scores[H_METRICS[metric][0].key] = scorers.h(metric, folder)
+        if "toy" in args.metrics:
+            folder.scores[TOY_EXACT.key] = scorers.toy_exact(folder)
         if reference is not None:
             folder.fid = folder_fid(folder, reference, features)
 
@@ -134,14 +168,13 @@ def main(argv: Sequence[str] | None = None) -> List[dict]:
     print(table, end="")
     written = write_outputs(args.out, table, rows, {**vars(args), "ci_level": 0.95})
     stem = os.path.splitext(args.out)[0]
-    metrics = [(m.key, m.header) for m in (CLIP, IMAGE_REWARD, *(c for c, _ in H_METRICS.values()))]
-    panels = report_panels(rows, metrics)
+    panels = report_panels(rows, [(m.key, m.header) for m in PER_IMAGE_METRICS], labels)
     if panels:
         save_figure(bar_panels(panels, "95% intervals over prompts; Δ: paired against the baseline", [FID_PANEL]),
                     f"{stem}.png")
         written.append(f"{stem}.png")
     if grid:
-        write_grid(folders, grid, f"{stem}.grid.png")
+        write_grid(folders, labels, grid, f"{stem}.grid.png")
         written.append(f"{stem}.grid.png")
     print(f"Wrote {', '.join(written)}", file=sys.stderr)
     return rows

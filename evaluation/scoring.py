@@ -14,7 +14,8 @@ from evaluation.fid import Reference, feature_statistics, frechet_distance
 from evaluation.image_folder import captioned_images, generated_image_paths
 from evaluation.inception import InceptionFeatures
 from evaluation.score_files import folder_fingerprint, load_scores, load_valid, save_npz
-from evaluation.table import CLIP, H_METRICS, IMAGE_REWARD, Folder
+from evaluation.table import CLIP, H_METRICS, IMAGE_REWARD, TOY_EXACT, Folder
+from evaluation.toy.measures import ExactChecker, checker_id
 
 FEATURES_FILE = "fid_features.npz"
 REFERENCE_FEATURES_FILE = "fid_reference_features.npz"  # all images of a reference folder, in name order
@@ -122,6 +123,12 @@ class Scorers:
                                       h_metric.fingerprint(name, self.h_sources[name]), lambda: self._h_metric(name),
                                       column.score_file, self.args.bs, self.workers, reuse=True,
                                       desc=f"{column.header.rstrip('↑')} {folder.name}")
+
+    def toy_exact(self, folder: Folder) -> np.ndarray:
+        """The toy world's exact checker, 0/1 per image, saved verdicts reused (captions checked beforehand)."""
+        return score_captioned_folder(folder.path, folder.paths, folder.captions, checker_id(),
+                                      lambda: ExactChecker(folder.path), TOY_EXACT.score_file, self.args.bs,
+                                      self.workers, reuse=True, desc=f"toy checker {folder.name}")
 
     def image_reward(self, folder: Folder) -> np.ndarray | None:
         """Saved or computed rewards; with the default model unavailable (e.g. offline), saved ones or None."""

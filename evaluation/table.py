@@ -30,6 +30,10 @@ H_METRICS = {
     "aesthetic": (PerImageMetric("aesthetic", "Aesthetic↑", "aesthetic_scores.npz", 3), "aesthetic"),
     "hps": (PerImageMetric("hps", "HPS v2.1↑", "hps_scores.npz", 4), "hps"),
 }
+# the toy world's exact checker (evaluation/toy/measures.py): 1 where an image shows exactly its caption, else 0
+TOY_EXACT = PerImageMetric("toy_exact", "Toy exact accuracy↑", "toy_exact_scores.npz", 3)
+OPTIONAL_METRICS = (*(column for column, _ in H_METRICS.values()), TOY_EXACT)  # columns only when computed
+PER_IMAGE_METRICS = (CLIP, IMAGE_REWARD, *OPTIONAL_METRICS)
 
 
 @dataclass
@@ -62,7 +66,7 @@ def _paired_columns(metric: PerImageMetric, scores: np.ndarray | None, baseline:
 
 def per_image_metrics(folders: Sequence[Folder]) -> List[PerImageMetric]:
     """CLIP score and ImageReward always (n/a when absent), then each further metric that was computed."""
-    extra = [column for column, _ in H_METRICS.values() if any(column.key in f.scores for f in folders)]
+    extra = [column for column in OPTIONAL_METRICS if any(column.key in f.scores for f in folders)]
     return [CLIP, IMAGE_REWARD, *extra]
 
 
@@ -94,7 +98,7 @@ def _p_value(p: float) -> str:
 
 def markdown(rows: Sequence[dict]) -> str:
     """Table 1 (method, N, FID, CLIP score, ImageReward), then the paired comparisons if there is a baseline."""
-    metrics = [m for m in (CLIP, IMAGE_REWARD, *(c for c, _ in H_METRICS.values())) if any(m.key in r for r in rows)]
+    metrics = [m for m in PER_IMAGE_METRICS if any(m.key in r for r in rows)]
     lines = ["| Method | N | FID↓ | " + " | ".join(m.header for m in metrics) + " |", "|---|---:|---:|" + "---:|" * len(metrics)]
     for row in rows:
         fid = "n/a" if row["fid"] is None else f"{row['fid']:.2f}"

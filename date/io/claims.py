@@ -1,7 +1,7 @@
 """Image claims: several runs on one output folder (two commands, or jobs on a shared filesystem) split its images
 instead of each generating all of them.
 
-Before generating image k a process creates `<k>.png.claim` with O_EXCL (atomic on local filesystems and NFS v3+),
+Before generating an image (`<k>.png`) a process creates `<k>.png.claim` with O_EXCL (atomic on local filesystems and NFS v3+),
 holding its host and pid; the claim is removed once the image is written or the process stops. A claim whose process
 is gone (same host, pid not running) is stale and taken over; one from another host is respected until it is removed.
 """
@@ -10,12 +10,13 @@ import socket
 from typing import Iterable, List, Sequence, Set, Tuple
 
 from date.io.outputs import image_path
+from date.io.seeding import ImageKey
 
 _HOST = socket.gethostname()
 
 
-def _claim_path(folder: str, index: int) -> str:
-    return image_path(folder, index) + ".claim"
+def _claim_path(folder: str, key: ImageKey) -> str:
+    return image_path(folder, key) + ".claim"
 
 
 def _is_stale(path: str) -> bool:
@@ -37,10 +38,10 @@ class Claims:
 
     def __init__(self, folder: str):
         self.folder = folder
-        self.held: Set[int] = set()
-        self.elsewhere: Set[int] = set()  # images another live run holds
+        self.held: Set[ImageKey] = set()
+        self.elsewhere: Set[ImageKey] = set()  # images another live run holds
 
-    def take(self, queue: Sequence[int], limit: int) -> Tuple[List[int], List[int]]:
+    def take(self, queue: Sequence[ImageKey], limit: int) -> Tuple[List[ImageKey], List[ImageKey]]:
         """Claim up to `limit` images of `queue` that nobody else holds and are not written yet, in order; return
         them and the part of the queue not looked at."""
         taken = []
@@ -57,7 +58,7 @@ class Claims:
                 self.elsewhere.add(index)
         return taken, list(queue[position:])
 
-    def _create(self, index: int) -> bool:
+    def _create(self, index: ImageKey) -> bool:
         path = _claim_path(self.folder, index)
         for _ in range(2):  # a second try after removing a stale claim
             try:
@@ -76,7 +77,7 @@ class Claims:
             return True
         return False
 
-    def release(self, indices: Iterable[int]) -> None:
+    def release(self, indices: Iterable[ImageKey]) -> None:
         for index in indices:
             if index in self.held:
                 self.held.discard(index)

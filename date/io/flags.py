@@ -6,8 +6,26 @@ import sys
 from typing import List
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """`--help` says each flag's default, unless its help already does or there is nothing to say (no value, an off
+    switch, an empty list), so that a run's settings can be read off without the source."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        silent = default is None or default is argparse.SUPPRESS or isinstance(default, bool) or default in ("", [])
+        if silent or "default" in text.lower() or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse that reports a bad flag in one `error:` line (no usage dump) with exit code 2."""
+    """argparse that reports a bad flag in one `error:` line (no usage dump) with exit code 2, and shows defaults in
+    `--help`."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:
         print(f"error: {message} (see --help)", file=sys.stderr)

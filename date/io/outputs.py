@@ -7,9 +7,11 @@ from PIL import Image
 
 from date.io.atomic import atomic_write
 from date.io.errors import UserInputError
+from date.io.seeding import ImageKey
 from date.io.captions import read_captions, write_captions
 
 CAPTION_FILE = "subset.csv"  # a folder's record of its captions, row k = image k
+_LATER_SETTINGS = {"images_per_caption": 1}  # settings added since folders were first recorded: their value before
 
 
 def folder_name(prefix: str, scheduler: str, steps: int, w: float, seed: int, name: str | None,
@@ -29,13 +31,21 @@ def save_image(image: Image.Image, path: str) -> None:
     atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
-def image_path(folder: str, index: int) -> str:
-    return os.path.join(folder, f"{index}.png")
+def image_path(folder: str, key: ImageKey) -> str:
+    """`<k>.png` for caption k, `<k>_<j>.png` for copy j of caption k (several images per caption)."""
+    return os.path.join(folder, f"{key}.png" if isinstance(key, int) else f"{key[0]}_{key[1]}.png")
 
 
-def pending(folder: str, indices: Iterable[int]) -> list[int]:
-    """Indices whose image is not written yet (resuming skips the rest)."""
-    return [i for i in indices if not os.path.exists(image_path(folder, i))]
+def image_keys(indices: Iterable[int], per_caption: int) -> List[ImageKey]:
+    """The images of captions `indices`: k each with one image per caption, else (k, 0) .. (k, per_caption − 1)."""
+    if per_caption == 1:
+        return list(indices)
+    return [(index, copy) for index in indices for copy in range(per_caption)]
+
+
+def pending(folder: str, keys: Iterable[ImageKey]) -> List[ImageKey]:
+    """Images not written yet (resuming skips the rest)."""
+    return [key for key in keys if not os.path.exists(image_path(folder, key))]
 
 
 def check_writable(folder: str) -> None:
@@ -79,6 +89,7 @@ def check_resumable(folder: str, config: Dict, captions: List[str], unknown: Seq
     if "seeding" not in previous:
         raise UserInputError(f"{folder} holds images seeded by an earlier rule that gave every --generate_seed the same "
                              "noise; use another output folder")
+    previous = {**{k: v for k, v in _LATER_SETTINGS.items() if k in config["settings"]}, **previous}
     changed = [k for k in previous if k not in unknown and previous[k] != config["settings"].get(k)]
     if changed:
         diffs = ", ".join(f"{k}: {previous[k]!r} -> {config['settings'].get(k)!r}" for k in changed)

@@ -14,7 +14,7 @@ from tqdm import tqdm
 from date.io import outputs
 from date.io.claims import Claims
 from date.io.errors import StoppedRun
-from date.io.seeding import image_generator
+from date.io.seeding import ImageKey, image_generator
 from date.io.sheets import trajectory_strip
 from date.run import distributed
 from date.run.loading import DTYPES, load_pipeline, load_x0_decoder, quiet_loading
@@ -54,7 +54,7 @@ def run(args, method: Method) -> Optional[str]:
 
     # 4. The images this process owns and has not written yet, a batch at a time, each claimed first so that other
     #    runs on the same folder take the others (`date.io.claims`).
-    mine = list(range(args.num_skip, len(plan.captions)))[distributed.rank()::distributed.world_size()]
+    mine = plan.images()[distributed.rank()::distributed.world_size()]
     queue = outputs.pending(plan.folder, mine)
     try:
         with around, Claims(plan.folder) as claims, tqdm(total=len(queue), unit="img", desc=plan.prefix,
@@ -68,7 +68,8 @@ def run(args, method: Method) -> Optional[str]:
                 claims.release(batch)
                 bar.update(len(batch))
         if claims.elsewhere:
-            print(f"{len(claims.elsewhere)} images (first: {min(claims.elsewhere)}.png) are being made by another run "
+            first = os.path.basename(outputs.image_path(plan.folder, min(claims.elsewhere)))
+            print(f"{len(claims.elsewhere)} images (first: {first}) are being made by another run "
                   f"in {plan.folder}; run the same command again once it ends to check the folder is complete",
                   file=sys.stderr)
     except KeyboardInterrupt:
@@ -83,13 +84,13 @@ def run(args, method: Method) -> Optional[str]:
     return plan.folder
 
 
-def _generate_batch(plan: RunPlan, pipe, scorer, decoder, batch: List[int]):
+def _generate_batch(plan: RunPlan, pipe, scorer, decoder, batch: List[ImageKey]):
     """The pipeline's output for captions `batch`: a baseline's own sampling, or `date.generate` (fixed embeddings
     when the plan makes no update)."""
     flags = plan.flags
-    prompts = [plan.captions[i] for i in batch]
+    prompts = [plan.captions[key if isinstance(key, int) else key[0]] for key in batch]
     common = dict(num_inference_steps=plan.steps, guidance_scale=plan.w, height=plan.size, width=plan.size,
-                  generator=[image_generator(flags.generate_seed, i) for i in batch],
+                  generator=[image_generator(flags.generate_seed, key) for key in batch],
                   **(dict(plan.family.exact_size) if flags.size else {}))
     if plan.method.sample is not None and not flags.baseline:
         return plan.method.sample(pipe, prompts, scorer, **common)
@@ -100,13 +101,13 @@ def _generate_batch(plan: RunPlan, pipe, scorer, decoder, batch: List[int]):
                     update_pooled=flags.update_pooled, trajectory=flags.save_trajectory, **common)
 
 
-def _save_batch(plan: RunPlan, batch: List[int], output) -> None:
+def _save_batch(plan: RunPlan, batch: List[ImageKey], output) -> None:
     """Each image (and its trajectory strip) written atomically: an interrupted run leaves whole files only."""
-    for k, index in enumerate(batch):
+    for k, key in enumerate(batch):
+        path = outputs.image_path(plan.folder, key)
         if plan.flags.save_trajectory:
-            outputs.save_image(trajectory_strip(output.trajectory, k),
-                               os.path.join(plan.folder, f"{index}_trajectory.png"))
-        outputs.save_image(output.images[k], outputs.image_path(plan.folder, index))
+            outputs.save_image(trajectory_strip(output.trajectory, k), path.removesuffix(".png") + "_trajectory.png")
+        outputs.save_image(output.images[k], path)
 
 
 def _warn_long_captions(tokenizer, captions) -> None:

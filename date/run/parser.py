@@ -3,7 +3,7 @@ parsers: `generate_date_clip.py`, `generate_date_ir.py`, `generate_date.py`."""
 import argparse
 import os
 
-from date.io.devices import default_device
+from date.io.devices import add_threads_flag, default_device
 from date.io.flags import Parser, finite_float, non_negative_float, non_negative_int, positive_float, positive_int
 from date.io.loading import ROOT
 from date.memory import MicroBatch
@@ -27,6 +27,8 @@ def generation_parser(description: str) -> Parser:
     p.add_argument("--name", default=None, help="suffix of the output folder name")
     p.add_argument("--generate_seed", type=non_negative_int, default=6, help="seed; image k's noise depends on (seed, k) only")
     p.add_argument("--max_cnt", type=non_negative_int, default=5000, help="number of captions to use")
+    p.add_argument("--images_per_caption", type=positive_int, default=1,
+                   help="images per caption: 1 writes <k>.png, N > 1 writes <k>_<j>.png, j < N, each seeded by (seed, k, j)")
     p.add_argument("--text_path", default=os.path.join(ROOT, "subset.csv"),
                    help="CSV file with a 'caption' column (default: the bundled 5,000 COCO captions)")
     p.add_argument("--num_skip", type=non_negative_int, default=0, help="do not generate the first num_skip images")
@@ -40,6 +42,7 @@ def generation_parser(description: str) -> Parser:
     p.add_argument("--weight_prior", type=non_negative_float, default=0.0, help="weight of the L2 prior to the original embedding")
     p.add_argument("--init_org", action="store_true", help="each update starts from the original embedding")
     p.add_argument("--device", default=default_device(), help="cuda or cpu")
+    add_threads_flag(p)
     p.add_argument("--save_trajectory", action="store_true", help="also save <k>_trajectory.png per image: x̂0 before and "
                    "after every update, with h (one more decode per update; same images)")
     p.add_argument("--dry_run", action="store_true", help="check the flags, caption file and model names, say what "

@@ -16,7 +16,7 @@ from date.io.captions import read_captions
 from date.io.devices import pick_device
 from date.io.errors import UserInputError
 from date.io.loading import model_identity, model_path
-from date.io.seeding import RULE as SEEDING_RULE
+from date.io.seeding import RULE as SEEDING_RULE, ImageKey
 from date.pipeline.families import Family, family_of
 from date.pipeline.schedulers import ONE_CALL_PER_STEP
 from date.run.loading import MODELS, describe_model, resolve_model, versions
@@ -62,14 +62,20 @@ class RunPlan:
         of = f"{count} of {self.caption_count}" if count < self.caption_count else f"all {count}"
         return f"{of} captions from {self.flags.text_path}"
 
+    def images(self) -> List[ImageKey]:
+        """Every image of the run, in order (captions after --num_skip, each --images_per_caption times)."""
+        return outputs.image_keys(range(self.flags.num_skip, len(self.captions)), self.flags.images_per_caption)
+
     def summary(self) -> str:
         """What the run would do, in one line (`--dry_run`)."""
         flags = self.flags
-        mine = range(flags.num_skip, len(self.captions))
+        mine = self.images()
         todo = len(outputs.pending(self.folder, mine))
         method = "fixed embeddings" if flags.baseline else self.method.name
         return (f"would generate {todo} images ({self.caption_source()}, first {flags.num_skip} skipped, "
-                f"{len(mine) - todo} already in the folder) with {self.class_name} from {self.model}, method {method}"
+                f"{len(mine) - todo} already in the folder"
+                + (f", {flags.images_per_caption} per caption" if flags.images_per_caption > 1 else "") + ")"
+                + f" with {self.class_name} from {self.model}, method {method}"
                 + (f", h from {self.method.scorer_model}" if self.with_h and self.method.scorer_model else "")
                 + f", {self.steps} steps, w {self.w}, {self.scheduler}"
                 + (f", updates at steps {list(self.update_steps)}" if self.updates_embedding else "")
@@ -96,6 +102,7 @@ class RunPlan:
                     "seeding": SEEDING_RULE, "fp16": self.dtype == "fp16",
                     "fp16_scorer": None if flags.baseline else method.scorer_half, "update": update,
                     "pipeline": self.class_name, "dtype": self.dtype, "size": self.size,
+                    "images_per_caption": flags.images_per_caption,
                     **({"method": dict(method.settings)} if method.settings and not flags.baseline else {})}
         return {"settings": settings, "args": {**vars(flags), "steps": self.steps, "w": self.w},
                 "versions": versions(), "device": str(device), "world_size": world_size}

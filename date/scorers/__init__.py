@@ -15,6 +15,7 @@ H_MODELS = {
     "pickscore": ("yuvalkirstain/PickScore_v1", {"pickscore_processor": "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"}),
     "aesthetic": ("camenduru/improved-aesthetic-predictor", {"aesthetic_clip": "openai/clip-vit-large-patch14"}),
     "hps": ("xswu/HPSv2", {"hps_arch": "ViT-H-14"}),
+    "ugclip": ("openai", {"ugclip_arch": "RN50-quickgelu"}),  # Universal Guidance's official CLIP loss, as an h
 }
 
 
@@ -72,6 +73,11 @@ def load_scorer(name: str, sources: Optional[Dict[str, str]] = None, torch_dtype
         from date.scorers.aesthetic import AestheticScorer
 
         return AestheticScorer.from_pretrained(sources["aesthetic"], clip=sources["aesthetic_clip"], torch_dtype=torch_dtype)
+    if name == "ugclip":
+        from date.scorers.ug_clip import UGCLIPScorer
+
+        return UGCLIPScorer.from_pretrained(sources["ugclip"], architecture=sources["ugclip_arch"],
+                                            torch_dtype=torch_dtype)
     from date.scorers.hps import HPSScorer
 
     return HPSScorer.from_pretrained(sources["hps"], architecture=sources["hps_arch"], torch_dtype=torch_dtype)

@@ -1,9 +1,9 @@
 """DATE, fixed embeddings and the competing test-time methods in the toy world, where following the caption is checked exactly.
 
-    python evaluation/toy_bench.py --prompts assets/toy/prompts.csv --seeds 2 --out runs/toy_bench
+    python evaluation/toy_bench.py --text_path assets/toy/prompts.csv --seeds 2 --out runs/toy_bench
 
-Methods (`--methods`, any subset): `fixed` embeddings (`--steps`), `fixed70` (fixed with 70 steps, the paper's
-time-matched row), `ebca` (energy-based cross-attention, `--gamma_attn`, `--gamma_norm`), `ug` (Universal Guidance by
+Methods (`--methods`, any subset): `fixed` embeddings (`--steps`), `fixed70` (fixed with 1.4 × `--steps`, 70 at the
+default 50: the paper's row time-matched to DATE, which costs about 40% more), `ebca` (energy-based cross-attention, `--gamma_attn`, `--gamma_norm`), `ug` (Universal Guidance by
 h = the toy CLIP, `--optim_forward_guidance_wt`, `--optim_num_steps`), `date` (DATE ascending h = the toy CLIP) and
 `date_fast` (the same, x̂0 decoded inside updates by the tiny decoder `--x0_decoder`). All start from the same initial
 noise for each (prompt, seed) and use the same toy Stable Diffusion. Each image is judged by `date.toy.check` (never
@@ -11,7 +11,9 @@ used for guidance). Writes `<out>/results.json` (keyed by method) and `<out>/res
 bootstrap interval over prompts, accuracy per part and per caption template, the mean toy-CLIP score, toy FID against
 freshly rendered world images, the wall time per image, and paired comparisons on the same (prompt, seed) against
 `fixed` and against `date` (exact McNemar test). Images go to `<out>/<method>/seed_<k>/<index>.png`; a rerun with the
-same settings reuses the images already there (resume), other settings are refused.
+same settings reuses the images already there (resume), other settings are refused. The tables keep the methods of
+an earlier run in `<out>` with the same settings: a rerun with fewer `--methods` judges theirs again from the images
+already there (nothing is generated for them) rather than dropping their rows.
 """
 import argparse
 import json
@@ -31,32 +33,20 @@ import date
 from date.io import flags
 from date.io.errors import UserInputError, exit_on_user_error
 from date.io.loading import loading, model_path
-from date.io.loading import ASSETS as ALL_ASSETS
 from date.io.atomic import atomic_write, write_text
 from date.io.outputs import check_resumable, image_path, pending, save_image, write_config
 from date.io.captions import read_captions, write_captions
-from date.io.devices import pick_device
+from date.io.devices import add_threads_flag, pick_device
 from date.io.seeding import RULE as SEEDING_RULE, image_generator
-from date.toy import SIZE, Verdict, check, parse
-from date.toy.fid import FeatureNet, embed_images, frechet_distance
-from date.toy.world import render, sample_pair
+from date.run.loading import quiet_loading
+from date.toy import SIZE, check
 from evaluation.plots import save_figure
-from evaluation.stats import mean_with_ci, paired_comparison
+from evaluation.stats import paired_comparison
 from evaluation.toy.methods import (BASELINES, GAMMA_ATTN, GAMMA_NORM, IMAGE_SETTINGS, METHODS, UG_RECURRENCE,
                                     UG_WEIGHT, sampler)
-from evaluation.toy.report import PARTS, accuracy_figure, grid_rows, markdown, summarize_runs, write_grid
-
-ASSETS = os.path.join(ALL_ASSETS, "toy")
-REFERENCE_SEED = 12345
-
-
-@dataclass
-class Judged:
-    """Everything measured on one method's images, in (seed, prompt) order."""
-
-    verdicts: List[Verdict]
-    clip_scores: np.ndarray
-    images: List[Image.Image]
+from evaluation.toy.measures import (ASSETS, Judged, clip_scores, load_feature_net, per_prompt, reference_features,
+                                     require_toy_captions, summarize)
+from evaluation.toy.report import accuracy_figure, grid_rows, markdown, summarize_runs, write_grid
 
 
 def initial_noise(pipe, prompt_count: int, seed: int) -> tuple[torch.Tensor, List[torch.Generator]]:
@@ -122,63 +112,6 @@ class Timing:
         return self.seconds / self.images if self.images else None
 
 
-@torch.no_grad()
-def clip_scores(scorer, images: Sequence[Image.Image], prompts: Sequence[str]) -> np.ndarray:
-    pixels = torch.from_numpy(np.stack([np.asarray(im) for im in images])).permute(0, 3, 1, 2).float() / 255
-    return np.concatenate([scorer.score(pixels[i : i + 256], prompts[i : i + 256]).cpu().numpy() for i in range(0, len(images), 256)])
-
-
-def part_values(verdicts: Sequence[Verdict], part: str) -> np.ndarray:
-    """0/1 per image for one part of the verdict; positions only over captions that have one (NaN elsewhere)."""
-    if part == "no_extra":
-        return np.array([v.extra_objects == 0 for v in verdicts], dtype=float)
-    if part == "positions":
-        return np.array([np.nan if v.positions is None else float(v.positions) for v in verdicts])
-    return np.array([getattr(v, part) for v in verdicts], dtype=float)
-
-
-def per_prompt(values: np.ndarray, prompt_count: int) -> np.ndarray:
-    """Average over seeds: images are stored seed-major, so (seeds × prompts) -> one value per prompt."""
-    return values.reshape(-1, prompt_count).mean(0)
-
-
-def summarize(judged: Judged, prompts: Sequence[str], reference_features: np.ndarray, feature_net: FeatureNet) -> Dict:
-    ok = np.array([v.ok for v in judged.verdicts], dtype=float)
-    accuracy = mean_with_ci(per_prompt(ok, len(prompts)))
-    templates = [parse(p).template for p in prompts] * (len(ok) // len(prompts))
-    two_object = np.array([parse(p).objects[1:] != () for p in prompts] * (len(ok) // len(prompts)))
-    parts = {}
-    for part in PARTS:
-        values = part_values(judged.verdicts, part)
-        parts[part] = float(np.nanmean(values)) if np.any(~np.isnan(values)) else None
-    return {
-        "exact_accuracy": accuracy.mean,
-        "ci95": [accuracy.low, accuracy.high],
-        "n": len(ok),
-        "prompts": len(prompts),
-        "single_object_accuracy": float(ok[~two_object].mean()) if np.any(~two_object) else None,
-        "two_object_accuracy": float(ok[two_object].mean()) if np.any(two_object) else None,
-        "parts": parts,
-        "templates": {t: float(ok[np.array(templates) == t].mean()) for t in dict.fromkeys(templates)},
-        "templates_ci95": template_intervals(ok, prompts),
-        "clip_score": float(judged.clip_scores.mean()),
-        "toy_fid": frechet_distance(embed_images(feature_net, judged.images), reference_features),
-    }
-
-
-def template_intervals(ok: np.ndarray, prompts: Sequence[str]) -> Dict[str, List[float]]:
-    """95% bootstrap interval of each template's accuracy, over its prompts (seeds averaged per prompt); [None, None]
-    for a template with a single prompt."""
-    by_prompt = per_prompt(ok, len(prompts))
-    templates = np.array([parse(p).template for p in prompts])
-    out: Dict[str, List[float | None]] = {}
-    for template in dict.fromkeys(templates):
-        values = by_prompt[templates == template]
-        interval = mean_with_ci(values) if len(values) > 1 else None
-        out[str(template)] = [interval.low, interval.high] if interval else [None, None]
-    return out
-
-
 def mcnemar(baseline: np.ndarray, method: np.ndarray) -> Dict:
     """Exact McNemar test on paired 0/1 outcomes: only the pairs where the two methods disagree carry information."""
     gained = int(np.sum((method == 1) & (baseline == 0)))
@@ -187,16 +120,29 @@ def mcnemar(baseline: np.ndarray, method: np.ndarray) -> Dict:
     return {"gained": gained, "lost": lost, "mcnemar_p": p}
 
 
-def reference_features(feature_net: FeatureNet, count: int) -> np.ndarray:
-    """Features of `count` freshly rendered world images (fixed seed, so every run compares with the same set)."""
-    rng = np.random.default_rng(REFERENCE_SEED)
-    images = [render(sample_pair(rng)[1]) for _ in tqdm(range(count), desc="reference", file=sys.stdout, mininterval=5)]
-    return embed_images(feature_net, images)
+RESULT_SETTINGS = ("text_path", "seeds", "reference_images", *IMAGE_SETTINGS)  # what every number of a table depends on
+
+
+def earlier_methods(out: str, settings: Dict) -> List[str]:
+    """The methods of `<out>/results.json` when it was made with the same `settings` (else none): a rerun with fewer
+    `--methods` keeps them in its tables, judged again from their images, instead of overwriting their rows."""
+    path = os.path.join(out, "results.json")
+    if not os.path.isfile(path):
+        return []
+    try:
+        with open(path, encoding="utf-8") as f:
+            earlier = json.load(f)
+    except (OSError, ValueError) as e:
+        print(f"warning: {path} is unreadable ({e}); its methods are left out of the new tables", file=sys.stderr)
+        return []
+    same = all(earlier.get("settings", {}).get(k) == v for k, v in json.loads(json.dumps(settings)).items())
+    return [m for m in METHODS if m in earlier] if same else []
 
 
 def parse_args(argv: List[str] | None):
     parser = flags.Parser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompts", default=os.path.join(ASSETS, "prompts.csv"), help="CSV with a `caption` column")
+    parser.add_argument("--text_path", "--prompts", default=os.path.join(ASSETS, "prompts.csv"),
+                        help="CSV with a `caption` column")
     parser.add_argument("--seeds", type=flags.positive_int, default=1, help="initial noises per prompt")
     parser.add_argument("--out", help="output folder (required, except with --summarize)")
     parser.add_argument("--summarize", metavar="PARENT", help="only draw PARENT/summary.png and .md from the benchmark "
@@ -206,7 +152,7 @@ def parse_args(argv: List[str] | None):
     parser.add_argument("--skip_freq", type=flags.positive_int, default=10, help="update the embedding every k steps")
     parser.add_argument("--lr_upt_prompt", type=flags.non_negative_float, default=0.5, help="ρ, the DATE step size")
     parser.add_argument("--num_upt_prompt", type=flags.positive_int, default=1, help="gradient steps per update")
-    parser.add_argument("--batch_size", type=flags.positive_int, default=100, help="prompts per sampling batch")
+    parser.add_argument("--bs", "--batch_size", type=flags.positive_int, default=100, help="prompts per sampling batch")
     parser.add_argument("--reference_images", type=flags.positive_int, default=2000, help="rendered images for toy FID")
     parser.add_argument("--model", default=os.path.join(ASSETS, "sd"), help="toy Stable Diffusion folder")
     parser.add_argument("--clip_model", default=os.path.join(ASSETS, "clip"), help="toy CLIP folder (h)")
@@ -222,6 +168,7 @@ def parse_args(argv: List[str] | None):
     parser.add_argument("--grid", type=flags.positive_int, default=12, help="prompts in grid.png (spread over the file)")
     parser.add_argument("--grid_indices", type=flags.index_list, default=None, help="grid.png's prompts instead, e.g. 3,17,42")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    add_threads_flag(parser)
     args = parser.parse_args(argv)
     if (args.out is None) == (args.summarize is None):
         parser.error("give --out (run the benchmark) or --summarize PARENT (draw earlier runs), not both")
@@ -239,17 +186,17 @@ def _methods(text: str) -> List[str]:
 def load_models(args):
     from diffusers import AutoencoderTiny, StableDiffusionPipeline
 
+    quiet_loading()
     with loading("toy Stable Diffusion", args.model):
         pipe = StableDiffusionPipeline.from_pretrained(model_path(args.model)).to(args.device)
     pipe.set_progress_bar_config(disable=True)
     scorer = date.CLIPScorer.from_pretrained(args.clip_model).to(args.device)
-    if not os.path.isfile(os.path.join(args.fid_net, "config.json")):
-        raise UserInputError(f"toy FID network not found: {args.fid_net}")
+    feature_net = load_feature_net(args.fid_net)
     x0_decoder = None
     if "date_fast" in args.methods:
         with loading("tiny x̂0 decoder", args.x0_decoder):
             x0_decoder = AutoencoderTiny.from_pretrained(model_path(args.x0_decoder)).to(args.device)
-    return pipe, scorer, FeatureNet.from_pretrained(args.fid_net), x0_decoder
+    return pipe, scorer, feature_net, x0_decoder
 
 
 @exit_on_user_error
@@ -257,13 +204,14 @@ def main(argv: List[str] | None = None) -> Dict:
     args = parse_args(argv)
     if args.summarize is not None:
         return summarize_runs(args.summarize)
-    prompts = read_captions(args.prompts)
-    for index, prompt in enumerate(prompts):
-        try:
-            parse(prompt)
-        except ValueError as e:
-            raise UserInputError(f"{args.prompts}: caption {index}: {e}") from None
+    prompts = read_captions(args.text_path)
+    require_toy_captions(prompts, args.text_path)
+    if len(prompts) * args.seeds < 2:
+        raise UserInputError("toy FID needs at least 2 images per method: give more captions or --seeds 2")
     grid = grid_rows(args, len(prompts))
+    settings = {k: getattr(args, k) for k in RESULT_SETTINGS}
+    kept = [m for m in earlier_methods(args.out, settings) if m not in args.methods]
+    args.methods = [m for m in METHODS if m in args.methods or m in kept]
     pipe, scorer, feature_net, x0_decoder = load_models(args)
     # what changes the images: a folder made with other values is refused rather than mixed in (prompts: same prefix)
     config = {"settings": {"seeding": SEEDING_RULE, **{k: getattr(args, k) for k in IMAGE_SETTINGS}}}
@@ -277,7 +225,7 @@ def main(argv: List[str] | None = None) -> Dict:
     outcomes, verdicts = {}, {}
     for method in args.methods:
         sample = sampler(method, pipe, scorer, args, x0_decoder)
-        images = generate_all(sample, pipe, prompts, args.seeds, method, args.batch_size, args.out)
+        images = generate_all(sample, pipe, prompts, args.seeds, method, args.bs, args.out)
         verdicts[method] = [check(image, prompt) for image, prompt in zip(images, all_prompts)]
         judged = Judged(verdicts[method], clip_scores(scorer, images, all_prompts), images)
         results[method] = summarize(judged, prompts, reference, feature_net)
@@ -290,8 +238,7 @@ def main(argv: List[str] | None = None) -> Dict:
             paired = paired_comparison(per_prompt(outcomes[method], len(prompts)), per_prompt(outcomes[baseline], len(prompts)))
             results["paired"][baseline][method] = {"mean_diff": paired.mean_diff, "ci95": [paired.low, paired.high],
                                                    **mcnemar(outcomes[baseline], outcomes[method])}
-    results["settings"] = {k: getattr(args, k) for k in ("prompts", "seeds", "batch_size", "reference_images", "methods",
-                                                         "device", *IMAGE_SETTINGS)}
+    results["settings"] = {**settings, "bs": args.bs, "methods": args.methods, "kept_methods": kept, "device": args.device}
     command = "python evaluation/toy_bench.py " + " ".join(sys.argv[1:] if argv is None else argv)
     write_text(os.path.join(args.out, "results.json"), json.dumps(results, indent=2))
     write_text(os.path.join(args.out, "results.md"), markdown(results, command))

@@ -18,6 +18,11 @@ from evaluation.toy.methods import IMAGE_SETTINGS, LABELS, METHODS
 PARTS = ("count", "colors", "shapes", "binding", "positions", "no_extra")
 
 
+def table_row(cells: Sequence[str]) -> str:
+    """One Markdown table row; header, separator and body rows built alike always have the same number of cells."""
+    return "| " + " | ".join(cells) + " |"
+
+
 def markdown(results: Dict, command: str) -> str:
     methods = [m for m in METHODS if m in results]
     first = results[methods[0]]
@@ -31,9 +36,12 @@ def markdown(results: Dict, command: str) -> str:
         ("toy FID ↓", lambda r: f"{r['toy_fid']:.3f}"),
         ("seconds per image ↓", lambda r: _fmt(r["seconds_per_image"])),
     ]
-    lines = [f"`{command}`", "", f"n = {first['n']} images per method ({first['prompts']} prompts × {first['n'] // first['prompts']} seeds)", "",
-             "| metric | " + " | ".join(LABELS[m] for m in methods) + " |", "| --- |" + " --- |" * len(methods)]
-    lines += [f"| {name} | " + " | ".join(cell(results[m]) for m in methods) + " |" for name, cell in rows]
+    kept = results["settings"].get("kept_methods")
+    note = ["", f"Kept from an earlier run in this folder with the same settings (their images judged again): "
+                f"{', '.join(LABELS[m] for m in kept)}."] if kept else []
+    lines = [f"`{command}`", *note, "", f"n = {first['n']} images per method ({first['prompts']} prompts × {first['n'] // first['prompts']} seeds)", "",
+             table_row(["metric", *(LABELS[m] for m in methods)]), table_row(["---"] * (len(methods) + 1))]
+    lines += [table_row([name, *(cell(results[m]) for m in methods)]) for name, cell in rows]
     for baseline, compared in results["paired"].items():
         for method, paired in compared.items():
             lines += ["", f"Paired on the same (prompt, seed), {LABELS[method]} − {LABELS[baseline]}: exact accuracy "
@@ -101,13 +109,14 @@ def summarize_runs(parent: str) -> Dict:
     varying = [k for k in IMAGE_SETTINGS if len({json.dumps(r["settings"].get(k)) for r in runs.values()}) > 1]
     order = sorted(runs, key=lambda n: [_sort_key(runs[n]["settings"].get(k)) for k in varying] + [_sort_key(n)])
     methods = [m for m in METHODS if any(m in r for r in runs.values())]
-    lines = ["| run | " + " | ".join(varying) + " | method | exact accuracy ↑ | toy FID ↓ | toy-CLIP ↑ |",
-             "| --- |" + " --- |" * (len(varying) + 4)]
+    header = ["run", *varying, "method", "exact accuracy ↑", "toy FID ↓", "toy-CLIP ↑"]
+    lines = [table_row(header), table_row(["---"] * len(header))]
     for name in order:
         for method in (m for m in methods if m in runs[name]):
             r = runs[name][method]
-            lines.append(f"| {name} | " + " | ".join(str(runs[name]["settings"].get(k)) for k in varying) + f" | {LABELS[method]} | "
-                         f"{r['exact_accuracy']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}] | {r['toy_fid']:.2f} | {r['clip_score']:.4f} |")
+            lines.append(table_row([name, *(str(runs[name]["settings"].get(k)) for k in varying), LABELS[method],
+                                    f"{r['exact_accuracy']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]",
+                                    f"{r['toy_fid']:.2f}", f"{r['clip_score']:.4f}"]))
     accuracy = {LABELS[m]: [(runs[n][m]["exact_accuracy"], *runs[n][m]["ci95"]) if m in runs[n] else None for n in order]
                 for m in methods}
     fid = {LABELS[m]: [(runs[n][m]["toy_fid"], None, None) if m in runs[n] else None for n in order] for m in methods}

@@ -11,6 +11,7 @@ import os
 from typing import Dict, List, Tuple
 
 from date.io import flags
+from date.io.devices import add_threads_flag
 from date.io.atomic import write_text
 from evaluation.toy import bench as toy_bench
 
@@ -35,16 +36,17 @@ def runs() -> List[Tuple[str, str, List[str]]]:
 def main(argv: List[str] | None = None) -> List[Dict]:
     parser = flags.Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="parent folder of one toy_bench folder per setting")
-    parser.add_argument("--prompts", default=TUNING_PROMPTS, help="tuning prompts (never the benchmark's)")
+    parser.add_argument("--text_path", "--prompts", default=TUNING_PROMPTS, help="tuning prompts (never the benchmark's)")
     parser.add_argument("--reference_images", type=flags.positive_int, default=1000, help="rendered images for toy FID")
+    add_threads_flag(parser)
     args, rest = parser.parse_known_args(argv)  # anything else goes to toy_bench.py (e.g. --device)
     rows = []
     for method, label, extra in runs():
         folder = os.path.join(args.out, f"{method}_{'_'.join(extra[1::2]) or 'default'}")
-        result = toy_bench.main(["--prompts", args.prompts, "--out", folder, "--methods", method, "--batch_size", "120",
+        result = toy_bench.main(["--text_path", args.text_path, "--out", folder, "--methods", method, "--bs", "120",
                                  "--reference_images", str(args.reference_images), *extra, *rest])[method]
         rows.append({"method": method, "setting": label, **{k: result[k] for k in ("exact_accuracy", "ci95", "clip_score", "toy_fid")}})
-    lines = [f"Tuning prompts: `{args.prompts}`", "", "| method | setting | exact accuracy ↑ | toy-CLIP ↑ | toy FID ↓ |",
+    lines = [f"Tuning prompts: `{args.text_path}`", "", "| method | setting | exact accuracy ↑ | toy-CLIP ↑ | toy FID ↓ |",
              "| --- | --- | --- | --- | --- |"]
     lines += [f"| {r['method']} | {r['setting']} | {r['exact_accuracy']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}] | "
               f"{r['clip_score']:.4f} | {r['toy_fid']:.2f} |" for r in rows]

@@ -84,7 +84,7 @@ def test_captions_come_from_the_folders_record_never_from_elsewhere(tmp_path, ca
     ("missing folder", ["image folder not found"]),
     ("too few images", ["fewer than --num_eval 7"]),
     ("fewer captions", ["has 6 captions but --num_eval is 7"]),
-    ("images beyond captions", ["captions/images count mismatch", "7.png"]),
+    ("images beyond captions", ["captions/images count mismatch", "images of caption 7"]),
     ("unreadable image", ["cannot read image", "1.png"]),
     ("unknown model", ["unknown OpenCLIP model"]),
     ("missing checkpoint", ["neither a pretrained tag"]),

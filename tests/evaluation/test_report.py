@@ -209,7 +209,8 @@ def test_report_plot_grid_and_a_new_output_folder(tmp_path, two_folders, capsys)
     written = capsys.readouterr().err
     assert out.exists() and (out.parent / "table1.png").exists() and (out.parent / "table1.grid.png").exists()
     assert "table1.grid.png" in written
-    panels = report_panels(rows, [("clip_score", "CLIP score↑"), ("image_reward", "ImageReward↑")])
+    panels = report_panels(rows, [("clip_score", "CLIP score↑"), ("image_reward", "ImageReward↑")],
+                           [row["method"] for row in rows])
     assert [name for name, _ in panels] == ["FID ↓", "CLIP score↑", "ImageReward↑"]
     assert panels[1][1][1][4].startswith("Δ ") and panels[1][1][0][4] is None  # the paired Δ on the non-baseline bar
     with Image.open(out.parent / "table1.png") as plot:

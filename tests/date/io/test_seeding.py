@@ -12,3 +12,10 @@ def test_every_seed_and_index_gets_its_own_noise():
 
 def test_the_same_seed_and_index_give_the_same_noise():
     assert torch.equal(torch.randn(8, generator=image_generator(6, 41)), torch.randn(8, generator=image_generator(6, 41)))
+
+
+def test_copies_of_a_caption_get_their_own_noise_and_copy_0_is_the_single_image():
+    seeds = {image_seed(seed, (index, copy)) for seed in (0, 1, 2, 670) for index in (0, 1, 275, 100_002)
+             for copy in range(64)}
+    assert len(seeds) == 4 * 4 * 64
+    assert image_seed(6, (41, 0)) == image_seed(6, 41)

@@ -23,6 +23,7 @@ FOLDER = "FIXED_scheduler_DDIM_steps_2_w_8.0_seed_6"
 
 
 def argv_for(tmp_path, *extra, model="toy", captions=CAPTIONS):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "captions.csv"
     write_captions(str(path), captions)
     return ["--model", model, "--clip_model", "toy", "--device", "cpu", "--text_path", str(path),
@@ -156,3 +157,31 @@ def test_claims_split_a_queue_and_respect_other_hosts(tmp_path):
     with Claims(folder) as third:
         assert third.take([4], 1) == ([4], [])
     assert not (tmp_path / "4.png.claim").exists()
+
+
+def test_several_images_per_caption(tmp_path, capsys):
+    """`--images_per_caption 2`: `<k>_<j>.png`, copy 0 the image of a one-per-caption run, copies different, the same
+    files at any batch size; a folder of another count is not resumed; evaluation reads the layout."""
+    one = tmp_path / "one"
+    generate_date_clip.main(argv_for(one, "--max_cnt", "2"))
+    generate_date_clip.main(argv_for(tmp_path, "--max_cnt", "2", "--images_per_caption", "2", "--bs", "3"))
+    folder = tmp_path / "out" / FOLDER
+    assert images_in(folder) == ["0_0.png", "0_1.png", "1_0.png", "1_1.png"]
+    assert (folder / "1_0.png").read_bytes() == (one / "out" / FOLDER / "1.png").read_bytes()
+    assert (folder / "1_0.png").read_bytes() != (folder / "1_1.png").read_bytes()
+    other = tmp_path / "bs1"
+    generate_date_clip.main(argv_for(other, "--max_cnt", "2", "--images_per_caption", "2", "--bs", "1"))
+    for name in images_in(folder):
+        assert (folder / name).read_bytes() == (other / "out" / FOLDER / name).read_bytes()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        generate_date_clip.main(argv_for(one, "--max_cnt", "2", "--images_per_caption", "3"))
+    assert_one_line_error(capsys, exit_info, "images_per_caption: 1 -> 3")
+
+    from evaluation.image_folder import captioned_images
+    paths, captions = captioned_images(str(folder), 2)
+    assert [os.path.basename(p) for p in paths] == ["0_0.png", "0_1.png", "1_0.png", "1_1.png"]
+    assert captions == [CAPTIONS[0], CAPTIONS[0], CAPTIONS[1], CAPTIONS[1]]
+    (folder / "5.png").write_bytes((folder / "0_0.png").read_bytes())
+    with pytest.raises(Exception, match="mixes <k>.png and <k>_<j>.png"):
+        captioned_images(str(folder), 2)

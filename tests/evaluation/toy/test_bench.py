@@ -1,6 +1,8 @@
 """evaluation/toy_bench.py on a handful of prompts, with the bundled toy weights."""
+import argparse
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ from PIL import Image
 from date.io.captions import write_captions
 from date.toy import SIZE
 from evaluation.toy import bench as toy_bench
+from evaluation.toy import methods as toy_methods
 from evaluation.toy.methods import METHODS
 from evaluation.toy.report import PARTS
 
@@ -20,8 +23,8 @@ def test_small_benchmark_run_reports_every_method(tmp_path):
     prompts = str(tmp_path / "prompts.csv")
     write_captions(prompts, PROMPTS)
     out = tmp_path / "bench"
-    results = toy_bench.main(["--prompts", prompts, "--seeds", "2", "--out", str(out), "--steps", "6", "--skip_freq", "2",
-                              "--reference_images", "40", "--batch_size", "4", "--optim_forward_guidance_wt", "50"])
+    results = toy_bench.main(["--text_path", prompts, "--seeds", "2", "--out", str(out), "--steps", "6", "--skip_freq", "2",
+                              "--reference_images", "40", "--bs", "4", "--optim_forward_guidance_wt", "50"])
     with open(out / "results.json") as f:
         saved = json.load(f)
     assert saved == json.loads(json.dumps(results))
@@ -41,6 +44,7 @@ def test_small_benchmark_run_reports_every_method(tmp_path):
     table = (out / "results.md").read_text()
     assert "| exact accuracy ↑ |" in table and "DATE fast (tiny x̂0 decoder)" in table and "| seconds per image ↓ |" in table
     assert "EBCA − DATE (h = toy CLIP)" in table and "UG (h = toy CLIP)" in table
+    assert_same_cell_counts(table, rows=3 + len(PARTS) + 4 + 3)
     with Image.open(out / "grid.png") as grid:  # 4 prompts (all of them) × 6 methods, toy images enlarged
         assert grid.width == 6 * 128 + 7 * 6 and 4 * 128 < grid.height < 4 * 128 + 4 * 60
         cell = np.asarray(grid.convert("RGB"))[60:60 + 128, 6:6 + 128]
@@ -59,16 +63,16 @@ def test_small_benchmark_run_reports_every_method(tmp_path):
 def test_methods_subset_and_bad_methods(tmp_path, capsys):
     prompts = str(tmp_path / "prompts.csv")
     write_captions(prompts, PROMPTS[:2])
-    results = toy_bench.main(["--prompts", prompts, "--out", str(tmp_path / "bench"), "--steps", "2",
+    results = toy_bench.main(["--text_path", prompts, "--out", str(tmp_path / "bench"), "--steps", "2",
                               "--reference_images", "20", "--methods", "date_fast,fixed"])
     assert set(results) == {"fixed", "date_fast", "paired", "settings"} and set(results["paired"]) == {"fixed"}
     assert set(results["paired"]["fixed"]) == {"date_fast"}
     assert not (tmp_path / "bench" / "date").exists()
-    alone = toy_bench.main(["--prompts", prompts, "--out", str(tmp_path / "alone"), "--steps", "2",
+    alone = toy_bench.main(["--text_path", prompts, "--out", str(tmp_path / "alone"), "--steps", "2",
                             "--reference_images", "20", "--methods", "ebca"])
     assert set(alone) == {"ebca", "paired", "settings"} and alone["paired"] == {}
     with pytest.raises(SystemExit) as exit_info:
-        toy_bench.main(["--prompts", prompts, "--out", str(tmp_path / "other"), "--methods", "date_clip"])
+        toy_bench.main(["--text_path", prompts, "--out", str(tmp_path / "other"), "--methods", "date_clip"])
     assert exit_info.value.code == 2 and "must list some of" in capsys.readouterr().err
     assert not (tmp_path / "other").exists()
 
@@ -79,7 +83,7 @@ def test_same_noise_same_images_without_updates(tmp_path):
     prompts = str(tmp_path / "prompts.csv")
     write_captions(prompts, PROMPTS[:2])
     out = tmp_path / "bench"
-    toy_bench.main(["--prompts", prompts, "--out", str(out), "--steps", "3", "--lr_upt_prompt", "0", "--gamma_attn", "0",
+    toy_bench.main(["--text_path", prompts, "--out", str(out), "--steps", "3", "--lr_upt_prompt", "0", "--gamma_attn", "0",
                     "--gamma_norm", "0", "--optim_forward_guidance_wt", "0", "--optim_num_steps", "1", "--reference_images", "20",
                     "--methods", "fixed,ebca,ug,date,date_fast"])
     for index in ("0", "1"):
@@ -91,7 +95,7 @@ def test_a_rerun_resumes_and_other_settings_are_refused(tmp_path, capsys):
     prompts = str(tmp_path / "prompts.csv")
     write_captions(prompts, PROMPTS[:2])
     out = tmp_path / "bench"
-    argv = ["--prompts", prompts, "--out", str(out), "--steps", "3", "--skip_freq", "2", "--methods", "fixed,date",
+    argv = ["--text_path", prompts, "--out", str(out), "--steps", "3", "--skip_freq", "2", "--methods", "fixed,date",
             "--reference_images", "20"]
     first = toy_bench.main(argv)
     kept, lost = out / "date" / "seed_0" / "0.png", out / "date" / "seed_0" / "1.png"
@@ -113,15 +117,59 @@ def pixels(path) -> np.ndarray:
     return np.asarray(Image.open(path), dtype=float)
 
 
+def assert_same_cell_counts(markdown: str, rows: int) -> None:
+    """Every line of the Markdown table (header, separator, `rows` rows) has as many cells as the header."""
+    table = [line for line in markdown.splitlines() if line.startswith("|")]
+    assert len(table) == 2 + rows and set(table[1].strip("| ").split(" | ")) == {"---"}
+    assert {line.count("|") for line in table} == {table[0].count("|")}
+
+
+@pytest.mark.parametrize("steps, fixed70_steps", [(50, 70), (20, 28), (6, 8)])
+def test_fixed70_takes_dates_time_at_any_steps(monkeypatch, steps, fixed70_steps):
+    """fixed70 is fixed sampling with 70/50 of --steps (the paper's 70 at its 50): DATE's extra time, whatever --steps."""
+    calls = []
+    monkeypatch.setattr(toy_methods.date, "generate", lambda *a, **kw: calls.append(kw) or argparse.Namespace(images=[]))
+    args = argparse.Namespace(steps=steps, w=8.0, skip_freq=10, lr_upt_prompt=0.5, num_upt_prompt=1)
+    for method in ("fixed", "fixed70"):
+        toy_methods.sampler(method, None, None, args)(["a red circle"], None, None)
+    assert [c["num_inference_steps"] for c in calls] == [steps, fixed70_steps]
+
+
+def test_a_rerun_with_fewer_methods_keeps_the_earlier_rows(tmp_path):
+    prompts = str(tmp_path / "prompts.csv")
+    write_captions(prompts, PROMPTS[:2])
+    out = tmp_path / "bench"
+    argv = ["--text_path", prompts, "--out", str(out), "--steps", "2", "--skip_freq", "1", "--reference_images", "20"]
+    first = toy_bench.main(argv + ["--methods", "fixed,date"])
+    again = toy_bench.main(argv + ["--methods", "fixed"])
+    assert again["date"] == first["date"] and again["fixed"] == first["fixed"] and again["paired"] == first["paired"]
+    assert again["settings"]["methods"] == ["fixed", "date"] and again["settings"]["kept_methods"] == ["date"]
+    table = (out / "results.md").read_text()
+    assert "| metric | fixed | DATE (h = toy CLIP) |" in table and "Kept from an earlier run" in table
+    assert json.loads((out / "results.json").read_text())["date"] == json.loads(json.dumps(first["date"]))
+    other = toy_bench.main(argv + ["--methods", "fixed", "--seeds", "2"])  # other settings: the earlier rows do not apply
+    assert set(other) == {"fixed", "paired", "settings"} and other["settings"]["kept_methods"] == []
+
+
 @pytest.mark.parametrize("caption, message", [("a red circle and a red circle", "caption 1"), ("a cat", "caption 1")])
 def test_captions_outside_the_grammar_are_refused(tmp_path, capsys, caption, message):
     prompts = str(tmp_path / "prompts.csv")
     write_captions(prompts, ["a red circle", caption])
     with pytest.raises(SystemExit) as exit_info:
-        toy_bench.main(["--prompts", prompts, "--out", str(tmp_path / "bench")])
+        toy_bench.main(["--text_path", prompts, "--out", str(tmp_path / "bench")])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "bench").exists()
+
+
+def test_one_image_per_method_is_refused(tmp_path, capsys):
+    """Toy FID is a Fréchet distance between covariances: one image has none."""
+    prompts = str(tmp_path / "prompts.csv")
+    write_captions(prompts, PROMPTS[:1])
+    with pytest.raises(SystemExit) as exit_info:
+        toy_bench.main(["--text_path", prompts, "--out", str(tmp_path / "bench")])
+    assert exit_info.value.code == 2 and "toy FID needs at least 2 images" in capsys.readouterr().err
     assert not (tmp_path / "bench").exists()
 
 
@@ -129,13 +177,19 @@ def test_summarize_runs_over_a_setting(tmp_path, capsys):
     prompts = str(tmp_path / "prompts.csv")
     write_captions(prompts, PROMPTS[:2])
     for rho in ("0.25", "1", "0.5"):
-        toy_bench.main(["--prompts", prompts, "--out", str(tmp_path / "sweep" / f"rho_{rho}"), "--steps", "2",
-                        "--skip_freq", "1", "--lr_upt_prompt", rho, "--methods", "fixed,date", "--reference_images", "20"])
+        toy_bench.main(["--prompts", prompts, "--out", str(tmp_path / "sweep" / f"rho_{rho}"), "--steps", "2",  # old names
+                        "--skip_freq", "1", "--lr_upt_prompt", rho, "--methods", "fixed,date", "--reference_images", "20",
+                        "--batch_size", "2"])
     (tmp_path / "sweep" / "notes").mkdir()  # not a benchmark folder: ignored
     summary = toy_bench.main(["--summarize", str(tmp_path / "sweep")])
     assert summary["varying"] == ["lr_upt_prompt"] and summary["runs"] == ["rho_0.25", "rho_0.5", "rho_1"]
     table = (tmp_path / "sweep" / "summary.md").read_text()
     assert table.count("| DATE (h = toy CLIP) |") == 3 and table.count("| fixed |") == 3
+    assert_same_cell_counts(table, rows=6)
+    (tmp_path / "alone" / "rho_1").mkdir(parents=True)  # one run: no setting varies, no column for one
+    shutil.copy(tmp_path / "sweep" / "rho_1" / "results.json", tmp_path / "alone" / "rho_1")
+    assert toy_bench.main(["--summarize", str(tmp_path / "alone")])["varying"] == []
+    assert_same_cell_counts((tmp_path / "alone" / "summary.md").read_text(), rows=2)
     with Image.open(tmp_path / "sweep" / "summary.png") as plot:
         assert plot.width > plot.height
     capsys.readouterr()
