@@ -93,7 +93,7 @@ def any_h_parser(description: str) -> Parser:
     """`generate_date.py`: any h (`--h`), or a baseline (`--method ug|ebca`) with the official flag names."""
     parser = generation_parser(description)
     parser.add_argument("--method", default="date", choices=["date", "ug", "ebca"], help="date (default), ug or ebca")
-    parser.add_argument("--h", default=None, help="clip, ir, pickscore, aesthetic, hps, or name:weight,... (default clip)")
+    parser.add_argument("--h", default=None, help="clip, ir, pickscore, aesthetic, hps, ugclip, or name:weight,... (default clip)")
     parser.add_argument("--h_model", action="append", default=[], metavar="NAME=PATH_OR_ID",
                         help="model of an h (repeatable): clip, ir, ir_tokenizer, pickscore, pickscore_processor, "
                              "aesthetic, aesthetic_clip, hps; clip=toy is the toy CLIP")
