@@ -40,6 +40,15 @@ def caption_index(path: str) -> int:
     return int(_INDEXED_IMAGE.fullmatch(os.path.basename(path)).group(1))
 
 
+def captions_from_zero(img_dir: str) -> int:
+    """How many captions 0, 1, … have images, up to the first caption without one (either layout)."""
+    _require_folder(img_dir)
+    present, count = _images_present(img_dir), 0
+    while count in present:
+        count += 1
+    return count
+
+
 def generated_image_paths(img_dir: str, num_eval: int) -> List[str]:
     """The images of captions 0..num_eval-1, after checking that they are all there: `<k>.png`, or with several images
     per caption `<k>_0.png` .. `<k>_<N-1>.png` (N from caption 0; the same for every caption), caption-major."""

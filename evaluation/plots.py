@@ -57,7 +57,7 @@ def line_panels(panels: Sequence[Tuple[str, Dict[str, Sequence[Tuple[float, Opti
             low = [points[i][0] - points[i][1] if points[i][1] is not None else 0 for i in xs]
             high = [points[i][2] - points[i][0] if points[i][2] is not None else 0 for i in xs]
             axes.errorbar(xs, ys, yerr=[low, high], marker="o", capsize=3, label=method)
-        axes.set_xticks(range(len(settings)), [_short(s, 18) for s in settings], rotation=30, ha="right", fontsize=8)
+        axes.set_xticks(range(len(settings)), [_short(s, 40) for s in settings], rotation=30, ha="right", fontsize=8)
         axes.set_xlabel(xlabel, fontsize=9)
         axes.set_title(name, fontsize=10)
         axes.legend(fontsize=7)

@@ -23,6 +23,7 @@ from date.io.devices import pick_device
 from date.io.errors import UserInputError, exit_on_user_error
 from date.io.outputs import save_image
 from date.io.sheets import contact_sheet
+from date.run.loading import quiet_loading
 from evaluation import cli, clip_score
 from evaluation.fid import Reference
 from evaluation.image_folder import load_rgb
@@ -132,6 +133,7 @@ def _with_baseline_first(dirs: Sequence[str], baseline: str | None) -> List[str]
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> List[dict]:
     args = _parse_args(argv)
+    quiet_loading()
     device, workers = pick_device(args.device), cli.num_workers(args)
     # every input is checked before the first model is loaded
     grid = grid_indices(args, args.num_eval)

@@ -115,9 +115,11 @@ def tensor_image(pixels) -> Image.Image:
     return Image.fromarray(array)
 
 
-def trajectory_strip(steps: Sequence, index: int, cell: int = 160) -> Image.Image:
+def trajectory_strip(steps: Sequence, index: int, cell: int = 160, title: Optional[str] = None) -> Image.Image:
     """Image `index`'s x̂0 before (top) and after (bottom) every update (`date.generate(..., trajectory=True)`'s
-    `TrajectoryStep`s), one column per update, labelled with its step index and h before → after."""
+    `TrajectoryStep`s), one column per update, labelled with its step index and h before → after; `title` (which
+    image, its caption) heads the first row, so a strip is legible on its own."""
     labels = [f"step {s.step_index}: h {float(s.h_before[index]):.4f} → {float(s.h_after[index]):.4f}" for s in steps]
     rows = [[tensor_image(s.before[index]) for s in steps], [tensor_image(s.after[index]) for s in steps]]
-    return contact_sheet(rows, ["x̂0 before the update", "x̂0 after the update (same x_t)"], labels, cell=cell)
+    before = "x̂0 before the update" if title is None else f"{title}: x̂0 before the update"
+    return contact_sheet(rows, [before, "x̂0 after the update (same x_t)"], labels, cell=cell)

@@ -88,7 +88,7 @@ def _generate_batch(plan: RunPlan, pipe, scorer, decoder, batch: List[ImageKey])
     """The pipeline's output for captions `batch`: a baseline's own sampling, or `date.generate` (fixed embeddings
     when the plan makes no update)."""
     flags = plan.flags
-    prompts = [plan.captions[key if isinstance(key, int) else key[0]] for key in batch]
+    prompts = [plan.caption_of(key) for key in batch]
     common = dict(num_inference_steps=plan.steps, guidance_scale=plan.w, height=plan.size, width=plan.size,
                   generator=[image_generator(flags.generate_seed, key) for key in batch],
                   **(dict(plan.family.exact_size) if flags.size else {}))
@@ -103,10 +103,13 @@ def _generate_batch(plan: RunPlan, pipe, scorer, decoder, batch: List[ImageKey])
 
 def _save_batch(plan: RunPlan, batch: List[ImageKey], output) -> None:
     """Each image (and its trajectory strip) written atomically: an interrupted run leaves whole files only."""
+    prompts = [plan.caption_of(key) for key in batch]
     for k, key in enumerate(batch):
         path = outputs.image_path(plan.folder, key)
         if plan.flags.save_trajectory:
-            outputs.save_image(trajectory_strip(output.trajectory, k), path.removesuffix(".png") + "_trajectory.png")
+            title = f"{os.path.basename(path)} ({prompts[k]!r})"
+            outputs.save_image(trajectory_strip(output.trajectory, k, title=title),
+                               path.removesuffix(".png") + "_trajectory.png")
         outputs.save_image(output.images[k], path)
 
 

@@ -66,6 +66,10 @@ class RunPlan:
         """Every image of the run, in order (captions after --num_skip, each --images_per_caption times)."""
         return outputs.image_keys(range(self.flags.num_skip, len(self.captions)), self.flags.images_per_caption)
 
+    def caption_of(self, key: ImageKey) -> str:
+        """The caption image `key` (k, or copy (k, j)) is made from."""
+        return self.captions[key if isinstance(key, int) else key[0]]
+
     def summary(self) -> str:
         """What the run would do, in one line (`--dry_run`)."""
         flags = self.flags

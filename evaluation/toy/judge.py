@@ -2,7 +2,7 @@
 
     python evaluation/toy_judge.py FOLDER [FOLDER ...] [--text_path captions.csv] [--num_eval N]
 
-A folder holds `<k>.png` (32×32) for caption row k of its own `subset.csv` (as `generate_date*.py --model toy` write
+A folder holds `<k>.png` (or copies `<k>_<j>.png`, 32×32) for caption row k of its own `subset.csv` (as `generate_date*.py --model toy` write
 them) or of `--text_path` (which must agree with a folder's own record); a caption outside the toy world's grammar is
 refused. For each folder: exact accuracy (`date.toy.check`) with a 95% bootstrap interval over its images, for one-
 and two-object captions, per caption template (with intervals) and per part of the verdict, the mean toy-CLIP score and
@@ -21,9 +21,9 @@ from date.io import flags
 from date.io.atomic import write_text
 from date.io.devices import add_threads_flag, pick_device
 from date.io.errors import UserInputError, exit_on_user_error
-from date.io.outputs import check_writable, image_path
+from date.io.outputs import check_writable
 from date.toy import SIZE, TEMPLATES, check
-from evaluation.image_folder import captioned_images, load_rgb
+from evaluation.image_folder import captioned_images, captions_from_zero, load_rgb
 from evaluation.labels import folder_labels
 from evaluation.toy.measures import (ASSETS, Judged, clip_scores, load_feature_net, reference_features,
                                      require_toy_captions, summarize)
@@ -33,11 +33,11 @@ JUDGE_FILE = "toy_judge.json"
 
 def parse_args(argv: Sequence[str] | None):
     parser = flags.Parser(description=__doc__.splitlines()[0])
-    parser.add_argument("dirs", nargs="+", metavar="FOLDER", help="folders of toy images <index>.png")
+    parser.add_argument("dirs", nargs="+", metavar="FOLDER", help="folders of toy images <index>.png or <index>_<copy>.png")
     parser.add_argument("--text_path", default=None, help="caption CSV for every folder (default: each folder's own "
                         "subset.csv; when given, it must agree with them)")
     parser.add_argument("--num_eval", type=flags.positive_int, default=None,
-                        help="judge images 0 .. num_eval-1 (default: from 0.png up to the first missing index)")
+                        help="judge the images of captions 0 .. num_eval-1 (default: from caption 0 up to the first one without images)")
     parser.add_argument("--reference_images", type=flags.positive_int, default=2000, help="rendered images for toy FID")
     parser.add_argument("--clip_model", default=os.path.join(ASSETS, "clip"), help="toy CLIP folder")
     parser.add_argument("--fid_net", default=os.path.join(ASSETS, "fid_net"), help="toy FID feature network folder")
@@ -46,21 +46,15 @@ def parse_args(argv: Sequence[str] | None):
     return parser.parse_args(argv)
 
 
-def _image_count(folder: str) -> int:
-    """Images 0.png, 1.png, … up to the first missing index."""
-    count = 0
-    while os.path.isfile(image_path(folder, count)):
-        count += 1
-    return count
-
-
 def open_folder(folder: str, num_eval: int | None, text_path: str | None) -> Tuple[List[Image.Image], List[str]]:
     """(images, captions) of a folder, every one checked before any model loads."""
-    count = num_eval or _image_count(folder)
-    if count < 2:
-        raise UserInputError(f"{folder}: {count} image(s) from 0.png on; the judge needs at least 2 (toy FID, "
-                             "intervals)")
+    count = num_eval or captions_from_zero(folder)
+    if count == 0:
+        raise UserInputError(f"{folder}: no image of caption 0 (0.png or 0_0.png); nothing to judge")
     paths, captions = captioned_images(folder, count, text_path)
+    if len(paths) < 2:
+        raise UserInputError(f"{folder}: {len(paths)} image(s) from caption 0 on; the judge needs at least 2 (toy FID, "
+                             "intervals)")
     require_toy_captions(captions, folder)
     images = [load_rgb(path) for path in paths]
     for path, image in zip(paths, images):

@@ -120,7 +120,9 @@ def summarize_runs(parent: str) -> Dict:
     accuracy = {LABELS[m]: [(runs[n][m]["exact_accuracy"], *runs[n][m]["ci95"]) if m in runs[n] else None for n in order]
                 for m in methods}
     fid = {LABELS[m]: [(runs[n][m]["toy_fid"], None, None) if m in runs[n] else None for n in order] for m in methods}
-    figure = line_panels([("exact accuracy ↑", accuracy), ("toy FID ↓", fid)], order, "benchmark folder")
+    ticks = [", ".join(f"{k}={runs[n]['settings'].get(k)}" for k in varying) or n for n in order]  # what differs
+    figure = line_panels([("exact accuracy ↑", accuracy), ("toy FID ↓", fid)], ticks,
+                         ", ".join(varying) if varying else "benchmark folder")
     write_text(os.path.join(parent, "summary.md"), "\n".join(lines) + "\n")
     save_figure(figure, os.path.join(parent, "summary.png"))
     print("\n".join(lines))

@@ -31,6 +31,8 @@ def test_trajectory_records_each_update_and_leaves_the_images_alone(tiny_dirs):
             assert torch.allclose(scorer.score(step.before, PROMPTS), step.h_before, atol=1e-5)
     strip = trajectory_strip(steps, 1, cell=64)
     assert strip.width == 3 * 64 + 4 * 6 and 2 * 64 < strip.height < 2 * 64 + 150  # 3 updates, before and after rows
+    titled = trajectory_strip(steps, 1, cell=64, title="1.png ('a red circle')")  # which image and caption, written on it
+    assert titled.width == strip.width and titled.height >= strip.height and titled.tobytes() != strip.tobytes()
 
 
 def test_no_update_means_an_empty_trajectory(tiny_dirs):

@@ -78,6 +78,18 @@ def test_judges_a_folder_of_the_toy_generator(tmp_path):
     assert os.path.isfile(os.path.join(folder, "toy_judge.json"))
 
 
+def test_judges_every_copy_of_a_folder_with_several_images_per_caption(tmp_path):
+    truth = rendered_folder(tmp_path / "truth", TRUE_CAPTIONS[:3])
+    copies = str(tmp_path / "copies")  # <k>_<j>.png: copy 0 the true image, copy 1 the next caption's image
+    os.makedirs(copies)
+    shutil.copy(os.path.join(truth, "subset.csv"), copies)
+    for k in range(3):
+        shutil.copy(os.path.join(truth, f"{k}.png"), os.path.join(copies, f"{k}_0.png"))
+        shutil.copy(os.path.join(truth, f"{(k + 1) % 3}.png"), os.path.join(copies, f"{k}_1.png"))
+    result = judge.main([copies, *FAST])[copies]
+    assert result["n"] == 6 and result["exact_accuracy"] == pytest.approx(0.5)
+
+
 @pytest.mark.parametrize("case, fragments", [
     ("not toy captions", ["caption 0", "not a caption of the toy world", "toy world's captions"]),
     ("two equal objects", ["caption 1", "must differ"]),
