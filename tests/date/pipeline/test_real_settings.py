@@ -271,6 +271,31 @@ def test_half_precision_denoiser_receives_the_fp32_step(family, dtype, per_eleme
     assert torch.allclose(moved, intended, atol=1e-6)
 
 
+def test_sdxl_updated_pooled_embedding_reaches_its_layer_in_fp32(tiny_dirs, scorer, monkeypatch):
+    """--update_pooled in fp16: SDXL's UNet would cast the pooled embedding to fp16 with its time-id features."""
+    pipe = tiny_sdxl(tiny_dirs["tokenizer"]).to(torch.float16)
+    steps, inside, update = [], [False], sampling.date_step
+
+    def recorded(objective, embeds, call, uncond_call, step_index, **kwargs):
+        inside[0] = True
+        updated, uncond = update(objective, embeds, call, uncond_call, step_index, **kwargs)
+        inside[0] = False
+        steps.append((updated - objective.cond_org, objective.cond_org))
+        return updated, uncond
+
+    monkeypatch.setattr(sampling, "date_step", recorded)
+    received = []
+    pipe.unet.add_embedding.linear_1.register_forward_pre_hook(
+        lambda module, args: None if inside[0] else received.append(args[0]))
+    date.generate(pipe, PROMPTS, scorer, num_inference_steps=2, skip_itrs=[0], lr_upt_prompt=0.5, height=SIZE,
+                  width=SIZE, output_type="latent", generator=generators(2), update_pooled=True)
+    (step, cond_org), width = steps[0], pipe.text_encoder_2.config.projection_dim
+    pooled = received[0][-2:, :width]  # step 0's own call, after its update; [-2:]: the conditional rows
+    assert pooled.dtype == torch.float32 and step[:, -width:].abs().min() > 0
+    assert torch.allclose(pooled - cond_org[:, -width:], step[:, -width:], atol=1e-7)  # no fp16 rounding
+    assert torch.equal(received[1][-2:, :width], pooled)  # step 1 gets the same updated pooled embedding
+
+
 # stabilityai/stable-diffusion-xl-base-1.0's scheduler/scheduler_config.json
 SDXL_EULER = dict(beta_end=0.012, beta_schedule="scaled_linear", beta_start=0.00085, clip_sample=False,
                   interpolation_type="linear", num_train_timesteps=1000, prediction_type="epsilon", sample_max_value=1.0,
