@@ -1,7 +1,8 @@
 """Generate images with DATE for any evaluation function h: `--h clip`, `ir`, `pickscore`, `aesthetic`, `hps`, or a
 weighted sum such as `--h clip:1,ir:0.5` (DATE's step is normalized, so weights set the mix of directions); or with
-a baseline method under the same harness: `--method ug` (Universal Guidance by the same h) or `--method ebca`
-(energy-based cross-attention, no h)."""
+a baseline method under the same harness: `--method ug` (Universal Guidance by the same h), `--method ebca`
+(energy-based cross-attention, no h), `--method ae` / `conform` (Attend-and-Excite, CONFORM: latent updates on the
+concepts' attention maps, no h), or `ae+date` / `conform+date` (those latent updates and DATE's embedding updates)."""
 from typing import List, Optional
 
 from date.io.errors import exit_on_user_error

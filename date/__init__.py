@@ -6,7 +6,8 @@ diffusers and transformers.
 import importlib
 
 _PUBLIC = {"CLIPScorer": "scorers.clip", "ImageRewardScorer": "scorers.image_reward", "Scorer": "scorers.base",
-           "generate": "sampling", "update_steps": "sampling", "make_scheduler": "pipeline.schedulers"}
+           "generate": "sampling", "update_steps": "sampling", "make_scheduler": "pipeline.schedulers",
+           "edit": "editing"}
 
 __all__ = sorted(_PUBLIC)
 

@@ -10,7 +10,9 @@ in each folder and reused while the images, captions and models are unchanged, s
 The table is printed as Markdown and written to --out (.md) with .csv and .json beside it, and drawn in .png (one
 panel per metric, bars with intervals, paired Δ); `--grid K` adds a contact sheet .grid.png (captions × folders).
 Bars and contact-sheet columns are labelled by what differs between the folders (`evaluation/labels.py`), or
-`--labels`. `--metrics toy` adds the toy world's exact accuracy (`date.toy.check`, 0/1 per image).
+`--labels`. `--metrics toy` adds the toy world's exact accuracy (`date.toy.check`, 0/1 per image); `--metrics
+full_prompt min_object text_text` add Attend-and-Excite's multi-concept metrics (`evaluation/multi_concept.py`), each
+paired image by image (caption and seed) like the others.
 """
 import argparse
 
@@ -24,7 +26,7 @@ from date.io.errors import UserInputError, exit_on_user_error
 from date.io.outputs import save_image
 from date.io.sheets import contact_sheet
 from date.run.loading import quiet_loading
-from evaluation import cli, clip_score
+from evaluation import cli, clip_score, concept_clip, concept_scores
 from evaluation.fid import Reference
 from evaluation.image_folder import load_rgb
 from evaluation.inception import RANDOM_WEIGHTS, InceptionFeatures
@@ -32,11 +34,11 @@ from evaluation.labels import folder_labels
 from evaluation.plots import FID_PANEL, bar_panels, report_panels, save_figure
 from evaluation.scoring import Scorers, check_same_prompts, folder_fid, open_folders
 from evaluation.stats import DEFAULT_RESAMPLES
-from evaluation.table import (CLIP, H_METRICS, IMAGE_REWARD, PER_IMAGE_METRICS, TOY_EXACT, Folder, markdown,
-                              table_rows, write_outputs)
+from evaluation.table import (AE_METRICS, CLIP, H_METRICS, IMAGE_REWARD, PER_IMAGE_METRICS, TOY_EXACT, Folder,
+                              markdown, table_rows, write_outputs)
 from evaluation.toy.measures import require_toy_captions
 
-METRICS = ("fid", "clip", "ir", "pick", "aesthetic", "hps", "toy")
+METRICS = ("fid", "clip", "ir", "pick", "aesthetic", "hps", "toy", *AE_METRICS)
 DEFAULT_METRICS = ("fid", "clip", "ir")  # the paper's Table 1
 
 
@@ -50,8 +52,9 @@ def _parse_args(argv: Sequence[str] | None):
     parser.add_argument("--text_path", default=None,
                         help="caption CSV for every folder (default: each folder's own subset.csv; when given, it must agree with them)")
     parser.add_argument("--metrics", nargs="+", choices=METRICS, default=list(DEFAULT_METRICS),
-                        help="metrics to compute (default: fid clip ir, the paper's; also pick aesthetic hps, and toy: "
-                             "the toy world's exact accuracy)")
+                        help="metrics to compute (default: fid clip ir, the paper's; also pick aesthetic hps; toy: "
+                             "the toy world's exact accuracy; full_prompt min_object text_text: Attend-and-Excite's "
+                             "multi-concept metrics)")
     parser.add_argument("--h_model", action="append", default=[], metavar="NAME=PATH_OR_ID",
                         help="model of pick/aesthetic/hps, as in generate_date.py (pickscore, pickscore_processor, "
                              "aesthetic, aesthetic_clip, hps)")
@@ -62,6 +65,11 @@ def _parse_args(argv: Sequence[str] | None):
     parser.add_argument("--ir_model", default=None,
                         help="ImageReward hub repo or local directory (default: evaluation/image_reward.py's)")
     parser.add_argument("--ir_tokenizer", default=None, help="its BERT tokenizer (default: image_reward.py's)")
+    parser.add_argument("--ae_clip_model", default=None,
+                        help=f"CLIP of full_prompt/min_object/text_text (default: {concept_clip.DEFAULT_MODEL}; toy: "
+                             "the bundled toy CLIP)")
+    parser.add_argument("--caption_model", default=None,
+                        help="BLIP captioner of text_text (default: Salesforce/blip-image-captioning-base)")
     parser.add_argument("--inception_weights", default=None,
                         help=f"local pt_inception-2015-12-05-6726825d.pth; '{RANDOM_WEIGHTS}' for smoke tests only")
     parser.add_argument("--resamples", type=flags.positive_int, default=DEFAULT_RESAMPLES, help="bootstrap resamples")
@@ -79,6 +87,8 @@ def _parse_args(argv: Sequence[str] | None):
     args = parser.parse_args(argv)
     if "fid" in args.metrics and args.reference is None:
         parser.error("--reference is required for FID (or leave fid out of --metrics)")
+    if "text_text" in args.metrics and args.caption_model == concept_scores.NONE:
+        parser.error("--metrics text_text needs a captioner; leave it out, or give --caption_model")
     if not args.out.endswith(".md"):
         parser.error(f"--out must end with .md: {args.out}")
     parent = os.path.dirname(os.path.abspath(args.out))
@@ -149,6 +159,10 @@ def main(argv: Sequence[str] | None = None) -> List[dict]:
             require_toy_captions(folder.captions, folder.path)
     if "clip" in args.metrics:
         clip_score.open_clip_source(args.clip_model, args.clip_pretrained)
+    ae_metrics = [m for m in args.metrics if m in AE_METRICS]
+    if ae_metrics:
+        for folder in folders:
+            concept_scores.check_prompts(folder.captions)
     reference = Reference(args.reference) if "fid" in args.metrics else None
     features = InceptionFeatures(args.inception_weights, device, args.bs, workers)
     scorers = Scorers(args, device, workers)
@@ -162,6 +176,8 @@ def main(argv: Sequence[str] | None = None) -> List[dict]:
             folder.scores[H_METRICS[metric][0].key] = scorers.h(metric, folder)
         if "toy" in args.metrics:
             folder.scores[TOY_EXACT.key] = scorers.toy_exact(folder)
+        for metric in ae_metrics:
+            folder.scores[AE_METRICS[metric].key] = scorers.attend_excite(metric, folder)
         if reference is not None:
             folder.fid = folder_fid(folder, reference, features)
 

@@ -8,13 +8,13 @@ from typing import List, Sequence, Tuple
 import numpy as np
 
 from date.io.errors import UserInputError
-from evaluation import clip_score, h_metric, image_reward
+from evaluation import clip_score, concept_scores, h_metric, image_reward
 from evaluation.caption_metric import score_captioned_folder
 from evaluation.fid import Reference, feature_statistics, frechet_distance
 from evaluation.image_folder import captioned_images, generated_image_paths
 from evaluation.inception import InceptionFeatures
 from evaluation.score_files import folder_fingerprint, load_scores, load_valid, save_npz
-from evaluation.table import CLIP, H_METRICS, IMAGE_REWARD, TOY_EXACT, Folder
+from evaluation.table import AE_METRICS, CLIP, H_METRICS, IMAGE_REWARD, TOY_EXACT, Folder
 from evaluation.toy.measures import ExactChecker, checker_id
 
 FEATURES_FILE = "fid_features.npz"
@@ -123,6 +123,18 @@ class Scorers:
                                       h_metric.fingerprint(name, self.h_sources[name]), lambda: self._h_metric(name),
                                       column.score_file, self.args.bs, self.workers, reuse=True,
                                       desc=f"{column.header.rstrip('↑')} {folder.name}")
+
+    @functools.cached_property
+    def _concept_models(self) -> concept_scores.ConceptModels:
+        return concept_scores.ConceptModels(self.args.ae_clip_model, self.args.caption_model, self.device)
+
+    def attend_excite(self, metric: str, folder: Folder) -> np.ndarray:
+        """An Attend-and-Excite multi-concept metric (evaluation/concept_scores.py), saved scores reused (those
+        `multi_concept.py` saved too)."""
+        scores, _ = concept_scores.score_folder(self._concept_models, concept_scores.BY_KEY[metric], folder.path,
+                                                folder.paths, folder.captions, self.args.bs, self.workers, reuse=True,
+                                                desc=f"{AE_METRICS[metric].header.rstrip('↑')} {folder.name}")
+        return scores
 
     def toy_exact(self, folder: Folder) -> np.ndarray:
         """The toy world's exact checker, 0/1 per image, saved verdicts reused (captions checked beforehand)."""

@@ -10,7 +10,7 @@ from typing import Dict, List, Sequence
 import numpy as np
 
 from date.io.atomic import write_text
-from evaluation import clip_score
+from evaluation import clip_score, concept_scores
 from evaluation.stats import DEFAULT_RESAMPLES, mean_with_ci, paired_comparison
 
 
@@ -32,7 +32,10 @@ H_METRICS = {
 }
 # the toy world's exact checker (evaluation/toy/measures.py): 1 where an image shows exactly its caption, else 0
 TOY_EXACT = PerImageMetric("toy_exact", "Toy exact accuracy↑", "toy_exact_scores.npz", 3)
-OPTIONAL_METRICS = (*(column for column, _ in H_METRICS.values()), TOY_EXACT)  # columns only when computed
+# Attend-and-Excite's multi-concept metrics (evaluation/concept_scores.py), by their --metrics name
+_AE_HEADERS = {"full_prompt": "A&E full prompt↑", "min_object": "A&E min object↑", "text_text": "A&E text-text↑"}
+AE_METRICS = {m.key: PerImageMetric(f"ae_{m.key}", _AE_HEADERS[m.key], m.score_file, 4) for m in concept_scores.METRICS}
+OPTIONAL_METRICS = (*(column for column, _ in H_METRICS.values()), TOY_EXACT, *AE_METRICS.values())  # when computed
 PER_IMAGE_METRICS = (CLIP, IMAGE_REWARD, *OPTIONAL_METRICS)
 
 

@@ -86,7 +86,7 @@ def run(args, method: Method) -> Optional[str]:
 
 def _generate_batch(plan: RunPlan, pipe, scorer, decoder, batch: List[ImageKey]):
     """The pipeline's output for captions `batch`: a baseline's own sampling, or `date.generate` (fixed embeddings
-    when the plan makes no update)."""
+    when the plan makes no update), with a method's latent update riding on it (`Method.steer`)."""
     flags = plan.flags
     prompts = [plan.caption_of(key) for key in batch]
     common = dict(num_inference_steps=plan.steps, guidance_scale=plan.w, height=plan.size, width=plan.size,
@@ -94,11 +94,13 @@ def _generate_batch(plan: RunPlan, pipe, scorer, decoder, batch: List[ImageKey])
                   **(dict(plan.family.exact_size) if flags.size else {}))
     if plan.method.sample is not None and not flags.baseline:
         return plan.method.sample(pipe, prompts, scorer, **common)
-    return generate(pipe, prompts, scorer, skip_itrs=plan.update_steps, num_upt_prompt=flags.num_upt_prompt,
-                    lr_upt_prompt=flags.lr_upt_prompt, weight_prior=flags.weight_prior, init_org=flags.init_org,
-                    update_batch_size=1 if flags.lean else flags.update_bs,
-                    gradient_checkpointing=flags.grad_ckpt or flags.lean, x0_decoder=decoder,
-                    update_pooled=flags.update_pooled, trajectory=flags.save_trajectory, **common)
+    steer = plan.method.steer if plan.method.steer is not None and not flags.baseline else None
+    with steer(pipe, prompts, **common) if steer else contextlib.nullcontext({}) as steering:  # A&E's latent update
+        return generate(pipe, prompts, scorer, skip_itrs=plan.update_steps, num_upt_prompt=flags.num_upt_prompt,
+                        lr_upt_prompt=flags.lr_upt_prompt, weight_prior=flags.weight_prior, init_org=flags.init_org,
+                        update_batch_size=1 if flags.lean else flags.update_bs,
+                        gradient_checkpointing=flags.grad_ckpt or flags.lean, x0_decoder=decoder,
+                        update_pooled=flags.update_pooled, trajectory=flags.save_trajectory, **common, **steering)
 
 
 def _save_batch(plan: RunPlan, batch: List[ImageKey], output) -> None:

@@ -90,9 +90,13 @@ def image_reward_parser(description: str) -> Parser:
 
 
 def any_h_parser(description: str) -> Parser:
-    """`generate_date.py`: any h (`--h`), or a baseline (`--method ug|ebca`) with the official flag names."""
+    """`generate_date.py`: any h (`--h`), or a baseline (`--method ug|ebca|ae|conform`, `ae+date`, `conform+date`) with
+    the official flag names."""
     parser = generation_parser(description)
-    parser.add_argument("--method", default="date", choices=["date", "ug", "ebca"], help="date (default), ug or ebca")
+    parser.add_argument("--method", default="date", choices=["date", "ug", "ebca", "ae", "conform", "ae+date", "conform+date"],
+                        help="date (default), ug, ebca, ae (Attend-and-Excite), conform (CONFORM), or ae+date / "
+                             "conform+date (their latent update with DATE's embedding update); ae and conform sample "
+                             "at w 7.5 unless --w is given")
     parser.add_argument("--h", default=None, help="clip, ir, pickscore, aesthetic, hps, ugclip, or name:weight,... (default clip)")
     parser.add_argument("--h_model", action="append", default=[], metavar="NAME=PATH_OR_ID",
                         help="model of an h (repeatable): clip, ir, ir_tokenizer, pickscore, pickscore_processor, "
@@ -106,4 +110,41 @@ def any_h_parser(description: str) -> Parser:
     parser.add_argument("--optim_lr", type=positive_float, default=1e-2, help="UG: backward guidance learning rate")
     parser.add_argument("--gamma_attn", type=finite_float, default=0.01, help="EBCA: step of the attention term (official 0.01)")
     parser.add_argument("--gamma_norm", type=finite_float, default=0.02, help="EBCA: step of the norm prior (official 0.02)")
+    parser.add_argument("--max_iter_to_alter", type=non_negative_int, default=None,
+                        help="AE, CONFORM: update the latents in the first N steps (official: 25 for ae, 30 for conform)")
+    parser.add_argument("--scale_factor", type=non_negative_float, default=20.0, help="AE, CONFORM: step size at step 0 "
+                        "(then x sqrt of 1 -> 0.5 over the steps; official 20)")
+    parser.add_argument("--attention_res", type=positive_int, default=16, help="AE, CONFORM: attention maps at the "
+                        "largest resolution up to this (official 16)")
+    parser.add_argument("--refinement_steps", type=non_negative_int, default=20, help="AE: at most, CONFORM: exactly "
+                        "this many gradient steps at a refinement step (official 20)")
+    parser.add_argument("--thresholds", type=_thresholds, default="0:0.05,10:0.5,20:0.8",
+                        help="AE: step:threshold,... steps of iterative refinement, until each concept's largest "
+                             "attention reaches the threshold (official 0:0.05,10:0.5,20:0.8)")
+    parser.add_argument("--iterative_refinement_steps", type=_steps, default="0,10,20",
+                        help="CONFORM: the steps with refinement (official 0,10,20)")
+    parser.add_argument("--temperature", type=positive_float, default=0.5, help="CONFORM: NT-Xent temperature (official 0.5)")
+    parser.add_argument("--softmax_normalize", action="store_true", help="CONFORM: softmax over the text tokens "
+                        "(x100) before the loss (off in the official notebook; the pipeline's default)")
     return parser
+
+
+def _thresholds(text: str) -> dict:
+    try:
+        pairs = [item.split(":") for item in text.split(",")] if text else []
+        thresholds = {int(step): float(value) for step, value in pairs}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected step:threshold,... e.g. 0:0.05,10:0.5, got {text!r}") from None
+    if any(step < 0 for step in thresholds) or not all(0 <= value <= 1 for value in thresholds.values()):
+        raise argparse.ArgumentTypeError(f"steps must be >= 0 and thresholds in [0, 1], got {text!r}")
+    return thresholds
+
+
+def _steps(text: str) -> tuple:
+    try:
+        steps = tuple(sorted({int(step) for step in text.split(",")})) if text else ()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected steps separated by commas, e.g. 0,10,20, got {text!r}") from None
+    if any(step < 0 for step in steps):
+        raise argparse.ArgumentTypeError(f"steps must be >= 0, got {text!r}")
+    return steps

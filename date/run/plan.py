@@ -9,7 +9,7 @@ import argparse
 import dataclasses
 import os
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import List, Mapping, Optional, Sequence, Tuple
 
 from date.io import outputs
 from date.io.captions import read_captions
@@ -41,6 +41,7 @@ class RunPlan:
     update_steps: Tuple[int, ...]
     folder: str
     size: Optional[int] = None  # known once the pipeline is loaded (`for_pipeline`)
+    extra_settings: Optional[Mapping] = None  # another command's own settings (editing), recorded with the others
 
     @property
     def with_h(self) -> bool:
@@ -107,18 +108,22 @@ class RunPlan:
                     "fp16_scorer": None if flags.baseline else method.scorer_half, "update": update,
                     "pipeline": self.class_name, "dtype": self.dtype, "size": self.size,
                     "images_per_caption": flags.images_per_caption,
-                    **({"method": dict(method.settings)} if method.settings and not flags.baseline else {})}
+                    **({"method": dict(method.settings)} if method.settings and not flags.baseline else {}),
+                    **(dict(self.extra_settings) if self.extra_settings else {})}
         return {"settings": settings, "args": {**vars(flags), "steps": self.steps, "w": self.w},
                 "versions": versions(), "device": str(device), "world_size": world_size}
 
 
-def plan_run(args: argparse.Namespace, method: Method) -> RunPlan:
+def plan_run(args: argparse.Namespace, method: Method, captions: Optional[Sequence[str]] = None,
+             extra_settings: Optional[Mapping] = None, folder_prefix: str = "") -> RunPlan:
     """Every check that needs no model weights, and everything they fix: flags, the caption file, model names and
-    config files, the defaults, the update steps, the output folder and the record of a folder being resumed."""
+    config files, the defaults, the update steps, the output folder and the record of a folder being resumed.
+    Another command (`edit_date.py`) may give the captions itself (else they are read from --text_path), settings of
+    its own to record and compare on resume, and a prefix of the output folder's name."""
     # 1. Flags and captions.
     _check_flags(args)
     itrs = _update_itrs(args)
-    all_captions = read_captions(args.text_path)
+    all_captions = list(captions) if captions is not None else read_captions(args.text_path)
     captions = all_captions[: args.max_cnt]
     if args.num_skip >= len(captions):
         raise UserInputError(f"--num_skip {args.num_skip} skips all {len(captions)} captions: nothing to generate")
@@ -163,12 +168,13 @@ def plan_run(args: argparse.Namespace, method: Method) -> RunPlan:
     if family.name != "sd":
         model_tag = args.ver_sd if args.model is None else os.path.basename(os.path.normpath(model))
     prefix = "FIXED" if args.baseline else method.prefix
-    folder = os.path.join(args.save_path, outputs.folder_name(prefix, scheduler, steps, w, args.generate_seed,
-                                                              args.name, x0_decoder, model_tag))
+    folder = os.path.join(args.save_path, folder_prefix + outputs.folder_name(
+        prefix, scheduler, steps, w, args.generate_seed, args.name, x0_decoder, model_tag))
     plan = RunPlan(flags=argparse.Namespace(**vars(args)), method=method, captions=tuple(captions),
                    caption_count=len(all_captions), model=model, class_name=info.class_name, family=family,
                    x0_decoder=x0_decoder, dtype=dtype, steps=steps, w=w, scheduler=scheduler,
-                   update_steps=tuple(sorted(update_steps(steps, args.skip_freq, itrs))), folder=folder)
+                   update_steps=tuple(sorted(update_steps(steps, args.skip_freq, itrs))), folder=folder,
+                   extra_settings=extra_settings)
     outputs.check_writable(folder)
     outputs.check_resumable(folder, plan.record("", 1), list(captions), unknown=("size",))
     return plan

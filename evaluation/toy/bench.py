@@ -4,8 +4,10 @@
 
 Methods (`--methods`, any subset): `fixed` embeddings (`--steps`), `fixed70` (fixed with 1.4 × `--steps`, 70 at the
 default 50: the paper's row time-matched to DATE, which costs about 40% more), `ebca` (energy-based cross-attention, `--gamma_attn`, `--gamma_norm`), `ug` (Universal Guidance by
-h = the toy CLIP, `--optim_forward_guidance_wt`, `--optim_num_steps`), `date` (DATE ascending h = the toy CLIP) and
-`date_fast` (the same, x̂0 decoded inside updates by the tiny decoder `--x0_decoder`). All start from the same initial
+h = the toy CLIP, `--optim_forward_guidance_wt`, `--optim_num_steps`), `ae` and `conform` (Attend-and-Excite, CONFORM:
+latent steps on the objects' attention maps, `--ae_scale_factor`, `--conform_scale_factor`), `date` (DATE ascending
+h = the toy CLIP), `date_fast` (the same, x̂0 decoded inside updates by the tiny decoder `--x0_decoder`) and `ae+date`
+(Attend-and-Excite's latent steps and DATE's embedding steps). All start from the same initial
 noise for each (prompt, seed) and use the same toy Stable Diffusion. Each image is judged by `date.toy.check` (never
 used for guidance). Writes `<out>/results.json` (keyed by method) and `<out>/results.md`: exact accuracy with a 95%
 bootstrap interval over prompts, accuracy per part and per caption template, the mean toy-CLIP score, toy FID against
@@ -42,8 +44,8 @@ from date.run.loading import quiet_loading
 from date.toy import SIZE, check
 from evaluation.plots import save_figure
 from evaluation.stats import paired_comparison
-from evaluation.toy.methods import (BASELINES, GAMMA_ATTN, GAMMA_NORM, IMAGE_SETTINGS, METHODS, UG_RECURRENCE,
-                                    UG_WEIGHT, sampler)
+from evaluation.toy.methods import (AE_SCALE, BASELINES, CONFORM_SCALE, GAMMA_ATTN, GAMMA_NORM, IMAGE_SETTINGS,
+                                    METHODS, UG_RECURRENCE, UG_WEIGHT, sampler)
 from evaluation.toy.measures import (ASSETS, Judged, clip_scores, load_feature_net, per_prompt, reference_features,
                                      require_toy_captions, summarize)
 from evaluation.toy.report import accuracy_figure, grid_rows, markdown, summarize_runs, write_grid
@@ -164,6 +166,10 @@ def parse_args(argv: List[str] | None):
                         help="Universal Guidance: forward guidance weight s")
     parser.add_argument("--optim_num_steps", type=flags.positive_int, default=UG_RECURRENCE,
                         help="Universal Guidance: self-recurrence k")
+    parser.add_argument("--ae_scale_factor", type=flags.finite_float, default=AE_SCALE,
+                        help="Attend-and-Excite: latent step size (official 20)")
+    parser.add_argument("--conform_scale_factor", type=flags.finite_float, default=CONFORM_SCALE,
+                        help="CONFORM: latent step size (official 20)")
     parser.add_argument("--methods", type=_methods, default=",".join(METHODS), help=f"comma-separated, any of {','.join(METHODS)}")
     parser.add_argument("--grid", type=flags.positive_int, default=12, help="prompts in grid.png (spread over the file)")
     parser.add_argument("--grid_indices", type=flags.index_list, default=None, help="grid.png's prompts instead, e.g. 3,17,42")

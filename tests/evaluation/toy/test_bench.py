@@ -45,19 +45,27 @@ def test_small_benchmark_run_reports_every_method(tmp_path):
     assert "| exact accuracy ↑ |" in table and "DATE fast (tiny x̂0 decoder)" in table and "| seconds per image ↓ |" in table
     assert "EBCA − DATE (h = toy CLIP)" in table and "UG (h = toy CLIP)" in table
     assert_same_cell_counts(table, rows=3 + len(PARTS) + 4 + 3)
-    with Image.open(out / "grid.png") as grid:  # 4 prompts (all of them) × 6 methods, toy images enlarged
-        assert grid.width == 6 * 128 + 7 * 6 and 4 * 128 < grid.height < 4 * 128 + 4 * 60
+    with Image.open(out / "grid.png") as grid:  # 4 prompts (all of them) × every method, toy images enlarged
+        assert grid.width == len(METHODS) * 128 + (len(METHODS) + 1) * 6 and 4 * 128 < grid.height < 4 * 128 + 4 * 60
         cell = np.asarray(grid.convert("RGB"))[60:60 + 128, 6:6 + 128]
     assert len(np.unique(cell.reshape(-1, 3), axis=0)) < 32 * 32 + 50  # nearest neighbour: no new colours
     with Image.open(out / "accuracy.png") as plot:
         assert plot.width > plot.height
     assert set(saved["fixed"]["templates_ci95"]) == set(saved["fixed"]["templates"])
     # every method changes the fixed-embedding images (same noise); fast mode differs from DATE only in its decoder
-    for method in ("fixed70", "ebca", "ug", "date"):
+    for method in ("fixed70", "ebca", "ug", "ae", "conform", "date", "ae+date"):
         assert any((out / method / "seed_0" / f"{i}.png").read_bytes() != (out / "fixed" / "seed_0" / f"{i}.png").read_bytes()
                    for i in range(4)), method
     assert any((out / "date_fast" / "seed_0" / f"{i}.png").read_bytes() != (out / "date" / "seed_0" / f"{i}.png").read_bytes()
                for i in range(4))
+    assert any((out / "ae+date" / "seed_0" / f"{i}.png").read_bytes() != (out / "ae" / "seed_0" / f"{i}.png").read_bytes()
+               for i in range(4))  # DATE's embedding steps on top of Attend-and-Excite's latent steps
+
+
+def test_attention_methods_take_each_object_shape_as_a_concept():
+    assert toy_methods.toy_concepts("a red circle on the left") == ("circle",)
+    assert toy_methods.toy_concepts("a blue circle above a white circle") == ("circle", "circle")
+    assert toy_methods.toy_concepts("a green triangle and a white square") == ("triangle", "square")
 
 
 def test_methods_subset_and_bad_methods(tmp_path, capsys):
